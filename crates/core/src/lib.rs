@@ -1,1 +1,15 @@
-//! semcache core
+//! Pure decision logic of the semcache filter.
+//!
+//! Nothing here calls the proxy-wasm host or does I/O: the filter glue in the root crate reads
+//! from the host, feeds events to [`machine::Machine`] and applies the effects it returns. That
+//! keeps every decision testable natively in milliseconds.
+
+pub mod apim;
+pub mod completion;
+pub mod config;
+pub mod entry;
+pub mod partition;
+pub mod prompt;
+pub mod request;
+pub mod resp;
+pub mod sse;
