@@ -1,0 +1,289 @@
+//! The Redis side: one shared multiplexed connection (standalone, via `ConnectionManager`) or
+//! one cluster connection, through which every parsed command is re-issued.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::{ErrorKind, IntoConnectionInfo, RedisError, Value};
+
+use crate::resp::Pipeline;
+
+/// How to reach Redis. Secrets live here only; nothing in this struct is ever logged.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// One URL (standalone) or the cluster seed nodes.
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Bounds connecting and each reply; the HTTP layer applies the same bound overall.
+    pub timeout: Duration,
+}
+
+/// Failures that are not a Redis reply: they become HTTP status codes, not `-ERR` lines.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("redis unreachable: {0}")]
+    Unavailable(String),
+    #[error("redis timed out")]
+    Timeout,
+    #[error("unexpected redis failure: {0}")]
+    Protocol(String),
+}
+
+impl BackendError {
+    pub fn from_redis(e: &RedisError) -> Self {
+        if e.is_timeout() {
+            return Self::Timeout;
+        }
+        match e.kind() {
+            ErrorKind::Io
+            | ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::AuthenticationFailed
+            | ErrorKind::InvalidClientConfig => Self::Unavailable(e.to_string()),
+            _ => Self::Protocol(e.to_string()),
+        }
+    }
+}
+
+/// A command's own failure reported by Redis (WRONGTYPE, syntax, ...) stays in-band as an
+/// error reply; everything else is a transport failure.
+fn in_band_or_transport(e: RedisError) -> Result<Value, BackendError> {
+    if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) {
+        let transport = BackendError::from_redis(&e);
+        if let Some(errors) = e.into_server_errors() {
+            if let Some((_, first)) = errors.first() {
+                return Ok(Value::ServerError(first.clone()));
+            }
+        }
+        return Err(transport);
+    }
+    Err(BackendError::from_redis(&e))
+}
+
+#[derive(Clone)]
+pub enum Backend {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Backend {
+    /// Creates the client without touching the network, so the bridge starts (and reports
+    /// 503 on /healthz) while Redis is still down.
+    pub fn new(cfg: &RedisConfig) -> Result<Self, RedisError> {
+        if cfg.cluster {
+            let mut builder = ClusterClientBuilder::new(cfg.urls.iter().map(String::as_str))
+                .connection_timeout(cfg.timeout)
+                .response_timeout(cfg.timeout)
+                // Few quick retries: MOVED/ASK and failovers are retried, a dead cluster
+                // answers 503 within the request timeout instead of hanging.
+                .retries(2)
+                .min_retry_wait(10)
+                .max_retry_wait(100);
+            if let Some(user) = &cfg.username {
+                builder = builder.username(user);
+            }
+            if let Some(password) = &cfg.password {
+                builder = builder.password(password);
+            }
+            let client = builder.build()?;
+            let conn = client.get_pending_async_connection_with_config(
+                ClusterConfig::new()
+                    .set_connection_timeout(cfg.timeout)
+                    .set_response_timeout(cfg.timeout),
+            );
+            return Ok(Self::Cluster(conn));
+        }
+        let url = cfg.urls.first().map(String::as_str).unwrap_or_default();
+        let info = url.into_connection_info()?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &cfg.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &cfg.password {
+            settings = settings.set_password(password);
+        }
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let config = ConnectionManagerConfig::new()
+            // One attempt per reconnect: while Redis is down every request fails fast with
+            // 503 (connection refused) and the next request starts a fresh attempt.
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(cfg.timeout))
+            .set_response_timeout(Some(cfg.timeout));
+        Ok(Self::Standalone(ConnectionManager::new_lazy_with_config(
+            client, config,
+        )?))
+    }
+
+    /// Runs every command of `pipeline` and returns one reply per command, in request order.
+    pub async fn execute(&self, pipeline: &Pipeline) -> Result<Vec<Value>, BackendError> {
+        match self {
+            Self::Standalone(conn) => {
+                let mut pipe = redis::Pipeline::with_capacity(pipeline.len());
+                for i in 0..pipeline.len() {
+                    pipe.add_command(pipeline.to_cmd(i));
+                }
+                let replies = conn
+                    .clone()
+                    .req_packed_commands(&pipe, 0, pipeline.len())
+                    .await
+                    .map_err(|e| BackendError::from_redis(&e))?;
+                check_count(replies, pipeline.len())
+            }
+            Self::Cluster(conn) => execute_cluster(conn, pipeline).await,
+        }
+    }
+
+    /// Ready means Redis answers PING and knows VADD (vector sets present).
+    pub async fn health(&self) -> Result<(), String> {
+        let mut pipe = redis::Pipeline::with_capacity(2);
+        pipe.add_command(redis::cmd("PING"));
+        pipe.add_command(redis::cmd("COMMAND").arg("INFO").arg("VADD").clone());
+        let replies = match self {
+            Self::Standalone(conn) => conn.clone().req_packed_commands(&pipe, 0, 2).await,
+            Self::Cluster(conn) => {
+                // COMMAND INFO has no key: ask a node at random, like redis-rs would.
+                conn.clone()
+                    .route_pipeline(pipe, 0, 2, SingleNodeRoutingInfo::Random)
+                    .await
+            }
+        }
+        .map_err(|e| BackendError::from_redis(&e).to_string())?;
+        match replies.as_slice() {
+            [Value::ServerError(e), _] => Err(format!("PING failed: {e}")),
+            [_, Value::Array(info)] if info.first().is_some_and(|v| *v != Value::Nil) => Ok(()),
+            [_, _] => Err("vector sets not available: COMMAND INFO VADD is empty".into()),
+            _ => Err("unexpected reply to health check".into()),
+        }
+    }
+}
+
+fn check_count(replies: Vec<Value>, expected: usize) -> Result<Vec<Value>, BackendError> {
+    if replies.len() == expected {
+        Ok(replies)
+    } else {
+        Err(BackendError::Protocol(format!(
+            "expected {expected} replies, got {}",
+            replies.len()
+        )))
+    }
+}
+
+/// Commands whose only key is their first argument (the cache's own commands). Anything else,
+/// e.g. a multi-key DEL or a keyless command, is routed by redis-rs on its own.
+const FIRST_KEY_COMMANDS: &[&str] = &[
+    "VADD",
+    "VSIM",
+    "VREM",
+    "VGETATTR",
+    "VSETATTR",
+    "VCARD",
+    "VDIM",
+    "VINFO",
+    "VEMB",
+    "VRANDMEMBER",
+    "ZADD",
+    "ZRANGE",
+    "ZREM",
+    "ZCARD",
+    "ZSCORE",
+    "EXPIRE",
+    "PEXPIRE",
+    "TTL",
+    "PTTL",
+    "GET",
+    "SET",
+    "HSET",
+    "HGET",
+    "HGETALL",
+    "INCR",
+];
+const KEYS_ONLY_COMMANDS: &[&str] = &["DEL", "EXISTS", "UNLINK", "TOUCH"];
+
+fn slot_route(pipeline: &Pipeline, i: usize) -> Option<Route> {
+    let mut args = pipeline.command(i);
+    let argc = args.len();
+    let name = args.next()?;
+    let is = |list: &[&str]| list.iter().any(|c| c.as_bytes().eq_ignore_ascii_case(name));
+    if argc >= 2 && is(FIRST_KEY_COMMANDS) || argc == 2 && is(KEYS_ONLY_COMMANDS) {
+        return args
+            .next()
+            .map(|key| Route::with_key(key, SlotAddr::Master));
+    }
+    None
+}
+
+enum Group {
+    /// Commands of one slot, sent as one pipeline so their order is kept.
+    Slot(Route, redis::Pipeline, Vec<usize>),
+    Single(redis::Cmd, usize),
+}
+
+/// Cluster pipelines must not span slots, so the request is split into one sub-pipeline per
+/// slot (order kept within a slot) plus single commands, all sent concurrently; replies are
+/// put back in request order. Commands in different slots have no ordering guarantee, exactly
+/// as with a Redis Cluster client.
+async fn execute_cluster(
+    conn: &ClusterConnection,
+    pipeline: &Pipeline,
+) -> Result<Vec<Value>, BackendError> {
+    let mut groups: Vec<Group> = Vec::new();
+    for i in 0..pipeline.len() {
+        match slot_route(pipeline, i) {
+            Some(route) => {
+                let existing = groups.iter_mut().find_map(|g| match g {
+                    Group::Slot(r, pipe, idx) if *r == route => Some((pipe, idx)),
+                    _ => None,
+                });
+                match existing {
+                    Some((pipe, idx)) => {
+                        pipe.add_command(pipeline.to_cmd(i));
+                        idx.push(i);
+                    }
+                    None => {
+                        let mut pipe = redis::Pipeline::new();
+                        pipe.add_command(pipeline.to_cmd(i));
+                        groups.push(Group::Slot(route, pipe, vec![i]));
+                    }
+                }
+            }
+            None => groups.push(Group::Single(pipeline.to_cmd(i), i)),
+        }
+    }
+
+    let results = join_all(groups.into_iter().map(|g| run_group(conn.clone(), g))).await;
+    let mut replies = vec![Value::Nil; pipeline.len()];
+    for result in results {
+        for (i, value) in result? {
+            replies[i] = value;
+        }
+    }
+    Ok(replies)
+}
+
+async fn run_group(
+    mut conn: ClusterConnection,
+    group: Group,
+) -> Result<Vec<(usize, Value)>, BackendError> {
+    match group {
+        Group::Single(cmd, i) => {
+            let value = match conn.req_packed_command(&cmd).await {
+                Ok(v) => v,
+                Err(e) => in_band_or_transport(e)?,
+            };
+            Ok(vec![(i, value)])
+        }
+        Group::Slot(route, pipe, idx) => {
+            let n = idx.len();
+            let replies = conn
+                .route_pipeline(pipe, 0, n, SingleNodeRoutingInfo::SpecificNode(route))
+                .await
+                .map_err(|e| BackendError::from_redis(&e))?;
+            Ok(idx.into_iter().zip(check_count(replies, n)?).collect())
+        }
+    }
+}
