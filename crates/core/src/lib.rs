@@ -13,3 +13,6 @@ pub mod prompt;
 pub mod request;
 pub mod resp;
 pub mod sse;
+pub mod embeddings;
+pub mod guards;
+pub mod store;

@@ -1,0 +1,60 @@
+//! The storage seam: the commands the filter sends through the bridge, and how their replies
+//! are read. One implementation per Redis back end; the state machine only sees this trait.
+
+pub mod vset;
+
+use crate::entry::Entry;
+use crate::resp::{Pipeline, Reply};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum StoreError {
+    #[error("Redis answered an error: {0}")]
+    Redis(String),
+    #[error("unexpected reply shape: {0}")]
+    Shape(&'static str),
+}
+
+/// A semantic candidate: an entry and its cosine distance to the query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub id: String,
+    pub distance: f64,
+    pub entry: Entry,
+}
+
+/// Result of the exact-tier lookup.
+#[derive(Debug, Default, PartialEq)]
+pub struct ExactResult {
+    pub entry: Option<Entry>,
+    /// Ids whose time is up; removed with the next store from this request.
+    pub expired: Vec<String>,
+}
+
+pub trait Storage {
+    /// One callout: the exact-tier lookup of `id` (and housekeeping reads).
+    fn exact_lookup(&self, id: &str, now: u64) -> Pipeline;
+    fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<ExactResult, StoreError>;
+    /// One callout: the `k` nearest entries within `max_distance`, with their payloads.
+    fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline;
+    /// Live candidates, nearest first; expired ones are appended to `expired`.
+    fn parse_semantic(
+        &self,
+        replies: &[Reply],
+        now: u64,
+        expired: &mut Vec<String>,
+    ) -> Result<Vec<Candidate>, StoreError>;
+    /// One callout: store the entry and remove what is known to be expired.
+    fn store(&self, id: &str, vector: &[f32], entry: &Entry, ttl: u64, expired: &[String]) -> Pipeline;
+    fn check_store(&self, replies: &[Reply]) -> Result<(), StoreError>;
+}
+
+/// A Redis error anywhere in a pipeline's replies fails the whole operation.
+pub(crate) fn first_error(replies: &[Reply]) -> Result<(), StoreError> {
+    for r in replies {
+        if let Reply::Error(e) = r {
+            return Err(StoreError::Redis(e.clone()));
+        }
+    }
+    Ok(())
+}

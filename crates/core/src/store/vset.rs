@@ -1,0 +1,269 @@
+//! Redis 8 vector-set back end.
+//!
+//! Layout of one partition `ns` (all keys share the hash tag `{ns}`, so one Redis Cluster slot):
+//! - `<prefix>:{ns}:vs`: vector set; element = entry id, FP32 vector (stored Q8), attribute =
+//!   the entry JSON (answer, canonical prompt, expiry). `VSIM ... WITHATTRIBS` returns the
+//!   answers with the neighbours, so a lookup is one threaded command and one callout, and
+//!   `VGETATTR` makes the exact tier a single hash lookup.
+//! - `<prefix>:{ns}:x`: sorted set id -> expiry (unix seconds), the expiry index.
+//!
+//! Expiry: vector sets have no per-element TTL. An entry is never served after its expiry
+//! (every read checks the `e` field). Expired ids are listed by the exact lookup and removed
+//! (`VREM` + `ZREM`) by the next store in the partition, so the set stays bounded by live
+//! entries under traffic; both keys also carry a native TTL of at least the longest entry TTL
+//! (`EXPIRE NX` + `EXPIRE GT`), so an idle partition disappears from Redis entirely.
+
+use super::{first_error, Candidate, ExactResult, Storage, StoreError};
+use crate::embeddings::to_fp32_blob;
+use crate::entry::Entry;
+use crate::resp::{Pipeline, Reply};
+
+/// How many expired ids one request cleans up at most.
+const CLEANUP_BATCH: usize = 32;
+/// VSIM scores are computed on Q8-quantised vectors: search slightly wider, then compare the
+/// exact threshold here.
+const EPSILON_MARGIN: f64 = 0.01;
+
+pub struct VectorSets {
+    vs: String,
+    x: String,
+}
+
+impl VectorSets {
+    pub fn new(prefix: &str, namespace: &str) -> Self {
+        VectorSets {
+            vs: format!("{prefix}:{{{namespace}}}:vs"),
+            x: format!("{prefix}:{{{namespace}}}:x"),
+        }
+    }
+
+    pub fn keys(&self) -> (&str, &str) {
+        (&self.vs, &self.x)
+    }
+}
+
+/// VSIM's score is (1 + cos) / 2; the configured threshold is a cosine distance 1 - cos.
+pub fn score_to_distance(score: f64) -> f64 {
+    (2.0 * (1.0 - score)).max(0.0)
+}
+
+fn parse_f64(r: &Reply) -> Option<f64> {
+    match r {
+        Reply::Bulk(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        Reply::Simple(s) => s.trim().parse().ok(),
+        Reply::Integer(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+impl Storage for VectorSets {
+    fn exact_lookup(&self, id: &str, now: u64) -> Pipeline {
+        let mut p = Pipeline::new();
+        p.cmd(&["VGETATTR", &self.vs, id]);
+        p.cmd(&[
+            "ZRANGE",
+            &self.x,
+            "-inf",
+            &now.to_string(),
+            "BYSCORE",
+            "LIMIT",
+            "0",
+            &CLEANUP_BATCH.to_string(),
+        ]);
+        p
+    }
+
+    fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<ExactResult, StoreError> {
+        let [attr, expired] = replies else {
+            return Err(StoreError::Shape("exact lookup expects 2 replies"));
+        };
+        first_error(replies)?;
+        let entry = match attr {
+            Reply::Nil => None,
+            Reply::Bulk(b) => Entry::from_json(b).filter(|e| e.is_live(now)),
+            _ => return Err(StoreError::Shape("VGETATTR reply")),
+        };
+        let expired = match expired {
+            Reply::Array(items) => items
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect(),
+            _ => return Err(StoreError::Shape("ZRANGE reply")),
+        };
+        Ok(ExactResult { entry, expired })
+    }
+
+    fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline {
+        let epsilon = (max_distance / 2.0 + EPSILON_MARGIN).min(1.0);
+        let mut p = Pipeline::new();
+        p.cmd(&[
+            b"VSIM".as_slice(),
+            self.vs.as_bytes(),
+            b"FP32",
+            &to_fp32_blob(vector),
+            b"WITHSCORES",
+            b"WITHATTRIBS",
+            b"COUNT",
+            k.to_string().as_bytes(),
+            b"EPSILON",
+            format!("{epsilon:.6}").as_bytes(),
+            b"EF",
+            ef.to_string().as_bytes(),
+        ]);
+        p
+    }
+
+    fn parse_semantic(
+        &self,
+        replies: &[Reply],
+        now: u64,
+        expired: &mut Vec<String>,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let [reply] = replies else {
+            return Err(StoreError::Shape("semantic lookup expects 1 reply"));
+        };
+        let items = match reply {
+            Reply::Error(e) if e.contains("key does not exist") => return Ok(Vec::new()),
+            Reply::Error(e) => return Err(StoreError::Redis(e.clone())),
+            Reply::Nil => return Ok(Vec::new()),
+            Reply::Array(items) => items,
+            _ => return Err(StoreError::Shape("VSIM reply")),
+        };
+        if items.len() % 3 != 0 {
+            return Err(StoreError::Shape("VSIM WITHSCORES WITHATTRIBS triples"));
+        }
+        let mut out = Vec::with_capacity(items.len() / 3);
+        for t in items.chunks_exact(3) {
+            let id = t[0].as_str().ok_or(StoreError::Shape("VSIM element"))?;
+            let score = parse_f64(&t[1]).ok_or(StoreError::Shape("VSIM score"))?;
+            // An element without a readable entry cannot be served; skip it.
+            let Some(entry) = t[2].as_bytes().and_then(Entry::from_json) else {
+                continue;
+            };
+            if !entry.is_live(now) {
+                if expired.len() < CLEANUP_BATCH && !expired.iter().any(|e| e == id) {
+                    expired.push(id.to_string());
+                }
+                continue;
+            }
+            out.push(Candidate {
+                id: id.to_string(),
+                distance: score_to_distance(score),
+                entry,
+            });
+        }
+        out.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        Ok(out)
+    }
+
+    fn store(&self, id: &str, vector: &[f32], entry: &Entry, ttl: u64, expired: &[String]) -> Pipeline {
+        let mut p = Pipeline::new();
+        for old in expired.iter().filter(|e| e.as_str() != id) {
+            p.cmd(&["VREM", &self.vs, old]);
+        }
+        if !expired.is_empty() {
+            let mut zrem: Vec<&str> = vec!["ZREM", &self.x];
+            zrem.extend(expired.iter().map(String::as_str));
+            p.cmd(&zrem);
+        }
+        p.cmd(&[
+            b"VADD".as_slice(),
+            self.vs.as_bytes(),
+            b"FP32",
+            &to_fp32_blob(vector),
+            id.as_bytes(),
+            b"Q8",
+            b"SETATTR",
+            entry.to_json().as_bytes(),
+        ]);
+        let exp = entry.expires_at.to_string();
+        p.cmd(&["ZADD", &self.x, &exp, id]);
+        let ttl = ttl.to_string();
+        for key in [&self.vs, &self.x] {
+            p.cmd(&["EXPIRE", key, &ttl, "NX"]);
+            p.cmd(&["EXPIRE", key, &ttl, "GT"]);
+        }
+        p
+    }
+
+    fn check_store(&self, replies: &[Reply]) -> Result<(), StoreError> {
+        first_error(replies)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::decode_replies;
+
+    fn entry(exp: u64) -> Entry {
+        Entry {
+            expires_at: exp,
+            created_at: 1,
+            prompt: "q".into(),
+            model: "m".into(),
+            content: "a".into(),
+            usage: None,
+        }
+    }
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let v = VectorSets::new("sc", "abc");
+        assert_eq!(v.keys(), ("sc:{abc}:vs", "sc:{abc}:x"));
+    }
+
+    #[test]
+    fn score_maps_to_cosine_distance() {
+        assert_eq!(score_to_distance(1.0), 0.0);
+        assert!((score_to_distance(0.95) - 0.1).abs() < 1e-9);
+        assert_eq!(score_to_distance(0.5), 1.0);
+    }
+
+    #[test]
+    fn exact_reply_serves_only_live_entries() {
+        let v = VectorSets::new("sc", "n");
+        let live = entry(100).to_json();
+        let wire = format!("${}\r\n{}\r\n*1\r\n$2\r\nid\r\n", live.len(), live);
+        let replies = decode_replies(wire.as_bytes(), 2).unwrap();
+        let r = v.parse_exact(&replies, 50).unwrap();
+        assert!(r.entry.is_some());
+        assert_eq!(r.expired, vec!["id".to_string()]);
+        assert!(v.parse_exact(&replies, 100).unwrap().entry.is_none());
+        let miss = decode_replies(b"$-1\r\n*0\r\n", 2).unwrap();
+        assert_eq!(v.parse_exact(&miss, 1).unwrap(), ExactResult::default());
+        let err = decode_replies(b"-ERR x\r\n*0\r\n", 2).unwrap();
+        assert!(v.parse_exact(&err, 1).is_err());
+    }
+
+    #[test]
+    fn semantic_reply_sorts_and_drops_expired() {
+        let v = VectorSets::new("sc", "n");
+        let a = entry(100).to_json();
+        let b = entry(10).to_json();
+        let wire = format!(
+            "*6\r\n$1\r\na\r\n$4\r\n0.95\r\n${}\r\n{}\r\n$1\r\nb\r\n$4\r\n0.99\r\n${}\r\n{}\r\n",
+            a.len(), a, b.len(), b
+        );
+        let replies = decode_replies(wire.as_bytes(), 1).unwrap();
+        let mut expired = vec![];
+        let c = v.parse_semantic(&replies, 50, &mut expired).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].id, "a");
+        assert!((c[0].distance - 0.1).abs() < 1e-9);
+        assert_eq!(expired, vec!["b".to_string()]);
+        let none = decode_replies(b"*0\r\n", 1).unwrap();
+        assert!(v.parse_semantic(&none, 1, &mut expired).unwrap().is_empty());
+    }
+
+    #[test]
+    fn store_removes_expired_then_adds() {
+        let v = VectorSets::new("sc", "n");
+        let p = v.store("new", &[1.0, 0.0], &entry(100), 60, &["old".into()]);
+        assert_eq!(p.len(), 8);
+        let bytes = p.into_bytes();
+        let s = String::from_utf8_lossy(&bytes);
+        assert!(s.find("VREM").unwrap() < s.find("VADD").unwrap());
+        assert!(s.contains("SETATTR"));
+    }
+}
