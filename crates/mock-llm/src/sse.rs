@@ -90,10 +90,12 @@ async fn produce(job: StreamJob, tx: mpsc::Sender<Item>, st: Arc<AppState>) {
         }
     }
     if job.cut_after.is_some() {
-        let _ = tx.send(Item::Abort).await;
+        // Count first: a test may read the stats as soon as it sees the cut.
         bump(&st.stats.streams_aborted);
         bump(&st.stats.truncated_responses);
+        let _ = tx.send(Item::Abort).await;
     } else {
+        // `tx` drops after this, so the body ends only once this is counted.
         bump(&st.stats.streams_completed);
     }
 }
