@@ -15,7 +15,7 @@ pub struct Completion {
 }
 
 /// Why an upstream answer was not stored. Each is counted as `semcache.store_skipped.<reason>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Gate {
     Status,
     ContentType,

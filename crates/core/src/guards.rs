@@ -17,7 +17,7 @@
 use crate::config::GuardsConfig;
 
 /// The guard that vetoed a candidate, reported in the `x-semcache-veto` header and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Veto {
     Numbers,
     Negation,

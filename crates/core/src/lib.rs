@@ -16,3 +16,6 @@ pub mod sse;
 pub mod embeddings;
 pub mod guards;
 pub mod store;
+pub mod machine;
+pub mod metrics;
+pub mod settings;

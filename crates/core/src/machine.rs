@@ -1,0 +1,757 @@
+//! The per-request state machine.
+//!
+//! The glue feeds it host events (request headers, request body, callout result, response
+//! headers, response body) and applies the [`Effect`]s it returns. Every decision lives here:
+//! what is cacheable, which callout comes next, when to answer from cache, what to store, and
+//! how to fail open. There is one resume point per direction: the machine says when.
+
+use std::rc::Rc;
+
+use crate::completion::{self, Completion, Gate};
+use crate::config::{AuthHeader, Backend, VaryBy};
+use crate::embeddings;
+use crate::entry::{Entry, Render};
+use crate::guards::{self, Veto};
+use crate::metrics::{Counter, Histogram};
+use crate::partition::{self, PartitionInput};
+use crate::prompt;
+use crate::request::{self, ApiKind, Endpoint};
+use crate::resp::{decode_replies, Pipeline};
+use crate::settings::Settings;
+use crate::sse::Assembler;
+use crate::store::{vset::VectorSets, Storage};
+
+/// What the host should do with the current callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Embeddings,
+    Bridge,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callout {
+    pub target: Target,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Warn,
+    Debug,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    RemoveRequestHeader(&'static str),
+    Dispatch(Callout),
+    /// Answer from cache; the upstream is not contacted.
+    SendResponse {
+        status: u32,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    ResumeRequest,
+    ResumeResponse,
+    SetResponseHeader(String, String),
+    Count(Counter, u64),
+    Record(Histogram, u64),
+    /// `key` lets the glue log each kind of failure once instead of once per request.
+    Log(LogLevel, &'static str, String),
+}
+
+/// What the glue learned from the request headers.
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// Lowercase names, as Envoy presents them.
+    pub headers: &'a [(String, String)],
+    /// Values of the `vary_by` attributes, in the order of [`Machine::attribute_paths`].
+    pub attributes: Vec<Option<String>>,
+}
+
+/// A callout's outcome: `status` is `None` when the call failed without a response (reset).
+pub struct CalloutResult<'a> {
+    pub status: Option<u16>,
+    pub body: &'a [u8],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Look up, and store on a miss.
+    Normal,
+    /// `cache-control: no-cache`: skip the lookup, store the fresh answer.
+    NoCache,
+}
+
+/// Everything derived from the request that later steps need.
+#[derive(Debug)]
+struct Ctx {
+    kind: ApiKind,
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    embed_text: String,
+    id: String,
+    storage: Rc<dyn StorageDyn>,
+    expired: Vec<String>,
+    vector: Option<Vec<f32>>,
+    /// Whether the fresh answer may be stored.
+    store: bool,
+    /// The `x-semcache-status` the upstream response will carry.
+    label: &'static str,
+    /// Nearest rejected candidate, reported on misses to help tune thresholds.
+    near: Option<(f64, Option<Veto>)>,
+}
+
+/// `Storage` plus `Debug`, so the state stays printable in tests.
+trait StorageDyn: Storage + std::fmt::Debug {}
+impl<T: Storage + std::fmt::Debug> StorageDyn for T {}
+
+impl std::fmt::Debug for VectorSets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("VectorSets").field(&self.keys().0).finish()
+    }
+}
+
+#[derive(Debug)]
+enum Capture {
+    Json(Vec<u8>),
+    Sse(Box<Assembler>),
+}
+
+#[derive(Debug)]
+enum State {
+    /// Not a cacheable request: the machine does nothing at all.
+    PassThrough,
+    /// Cacheable endpoint, but neither looked up nor stored.
+    Bypass,
+    ReadingBody {
+        endpoint: Endpoint,
+        mode: Mode,
+        vary: Vec<String>,
+    },
+    ExactLookup(Box<Ctx>, u64),
+    Embedding(Box<Ctx>, u64),
+    SemanticLookup(Box<Ctx>, u64),
+    /// The request went upstream; waiting for the response.
+    Upstream(Box<Ctx>),
+    Capturing(Box<Ctx>, Capture),
+    /// Holding the end of the response while the answer is embedded for storing.
+    EmbeddingForStore(Box<Ctx>, Completion, u64),
+    /// Holding the end of the response while the store callout runs.
+    Storing,
+    /// Answered from cache.
+    Served,
+    Done,
+}
+
+pub struct Machine {
+    settings: Rc<Settings>,
+    state: State,
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn has_directive(value: &str, directive: &str) -> bool {
+    value
+        .split(',')
+        .any(|d| d.trim().eq_ignore_ascii_case(directive))
+}
+
+fn warn(key: &'static str, msg: String) -> Effect {
+    Effect::Log(LogLevel::Warn, key, msg)
+}
+
+impl Machine {
+    pub fn new(settings: Rc<Settings>) -> Machine {
+        Machine {
+            settings,
+            state: State::PassThrough,
+        }
+    }
+
+    /// The attribute paths the glue must resolve for `vary_by`, in order.
+    pub fn attribute_paths(&self) -> Vec<Vec<String>> {
+        self.settings
+            .config
+            .vary_by
+            .iter()
+            .filter_map(|v| match v {
+                VaryBy::Attribute(p) => Some(p.segments()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether the glue needs to read response body chunks at all.
+    pub fn wants_response_body(&self) -> bool {
+        matches!(self.state, State::Capturing(..))
+    }
+
+    /// Whether the request body is still being buffered.
+    pub fn reading_body(&self) -> bool {
+        matches!(self.state, State::ReadingBody { .. })
+    }
+
+    pub fn max_request_body_bytes(&self) -> usize {
+        self.settings.config.max_request_body_bytes
+    }
+
+    pub fn on_request_headers(&mut self, head: &RequestHead<'_>, effects: &mut Vec<Effect>) -> Action {
+        let cfg = &self.settings.config;
+        let Some(endpoint) = request::classify(head.method, head.path) else {
+            return Action::Continue;
+        };
+        if !cfg.enabled {
+            return Action::Continue;
+        }
+        let cache_control = header(head.headers, "cache-control").unwrap_or("");
+        let bypass_header = header(head.headers, &cfg.bypass_header)
+            .is_some_and(|v| !matches!(v.trim(), "" | "0" | "false"));
+        if has_directive(cache_control, "no-store") || bypass_header {
+            return self.bypass(effects);
+        }
+        let too_large = header(head.headers, "content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|n| n > cfg.max_request_body_bytes);
+        if too_large {
+            return self.bypass(effects);
+        }
+        let mode = if has_directive(cache_control, "no-cache") {
+            Mode::NoCache
+        } else {
+            Mode::Normal
+        };
+        // Each value is tagged with its source, so a header value never equals a literal.
+        let mut attrs = head.attributes.iter();
+        let mut vary = Vec::with_capacity(cfg.vary_by.len());
+        for v in &cfg.vary_by {
+            match v {
+                VaryBy::Header(h) => {
+                    vary.push(format!("h:{h}={}", header(head.headers, h).unwrap_or("")))
+                }
+                VaryBy::Attribute(p) => {
+                    let value = attrs.next().cloned().flatten().unwrap_or_default();
+                    vary.push(format!("a:{}={value}", p.segments().join(".")));
+                }
+                VaryBy::Literal(l) => vary.push(format!("l:{l}")),
+                // Resolved once the body is here.
+                VaryBy::Body(_) => {}
+            }
+        }
+        // The answer must be readable to be stored.
+        effects.push(Effect::RemoveRequestHeader("accept-encoding"));
+        self.state = State::ReadingBody {
+            endpoint,
+            mode,
+            vary,
+        };
+        if cfg.hold_request_headers {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn bypass(&mut self, effects: &mut Vec<Effect>) -> Action {
+        effects.push(Effect::Count(Counter::Bypass, 1));
+        self.state = State::Bypass;
+        Action::Continue
+    }
+
+    /// The body grew past the limit before its end: let it through uncached.
+    pub fn on_request_body_too_large(&mut self, effects: &mut Vec<Effect>) -> Action {
+        if self.reading_body() {
+            self.bypass(effects);
+        }
+        Action::Continue
+    }
+
+    /// The complete request body (end of stream).
+    pub fn on_request_body(&mut self, body: &[u8], now_ms: u64, effects: &mut Vec<Effect>) -> Action {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        let State::ReadingBody {
+            endpoint,
+            mode,
+            mut vary,
+        } = state
+        else {
+            self.state = state;
+            return Action::Continue;
+        };
+        let settings = Rc::clone(&self.settings);
+        let cfg = &settings.config;
+        if body.len() > cfg.max_request_body_bytes {
+            return self.bypass(effects);
+        }
+        let parsed = match request::parse(&endpoint, body) {
+            Ok(p) => p,
+            Err(e) => {
+                effects.push(Effect::Log(
+                    LogLevel::Debug,
+                    "not_cacheable",
+                    format!("request not cacheable: {}", e.reason()),
+                ));
+                return self.bypass(effects);
+            }
+        };
+        for v in &cfg.vary_by {
+            if let VaryBy::Body(ptr) = v {
+                let value = match parsed.body.pointer(ptr) {
+                    None | Some(serde_json::Value::Null) => String::new(),
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => request::canonical_json(other),
+                };
+                vary.push(format!("b:{ptr}={value}"));
+            }
+        }
+        let p = prompt::canonical(&parsed.messages, cfg.ignore_system_messages);
+        if cfg.max_message_count.is_some_and(|max| p.dialog_len > max as usize) || p.embed_text.is_empty() {
+            return self.bypass(effects);
+        }
+        let ns = partition::namespace(&PartitionInput {
+            kind: parsed.kind.as_str(),
+            model: &parsed.model,
+            params: &parsed.params,
+            system: &p.system,
+            embedding_model: &cfg.embeddings.model,
+            vary: &vary,
+        });
+        let id = partition::entry_id(&ns, &p.exact);
+        let storage: Rc<dyn StorageDyn> = match cfg.backend {
+            Backend::VectorSets | Backend::Redisearch => Rc::new(VectorSets::new(&cfg.key_prefix, &ns)),
+        };
+        let ctx = Box::new(Ctx {
+            kind: parsed.kind,
+            model: parsed.model,
+            stream: parsed.stream,
+            include_usage: parsed.include_usage,
+            embed_text: p.embed_text,
+            id,
+            storage,
+            expired: Vec::new(),
+            vector: None,
+            store: true,
+            label: "miss",
+            near: None,
+        });
+        if mode == Mode::NoCache {
+            effects.push(Effect::Count(Counter::Bypass, 1));
+            let mut ctx = ctx;
+            ctx.label = "bypass";
+            self.state = State::Upstream(ctx);
+            return Action::Continue;
+        }
+        if cfg.exact_match {
+            let pipeline = ctx.storage.exact_lookup(&ctx.id, now_ms / 1000);
+            effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
+            self.state = State::ExactLookup(ctx, now_ms);
+            return Action::Pause;
+        }
+        if cfg.semantic_match {
+            effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
+            self.state = State::Embedding(ctx, now_ms);
+            return Action::Pause;
+        }
+        self.state = State::Upstream(ctx);
+        Action::Continue
+    }
+
+    fn bridge_callout(&self, pipeline: Pipeline) -> Callout {
+        let b = &self.settings.config.bridge;
+        let mut headers = vec![
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), b.path.clone()),
+            (":authority".to_string(), b.authority.clone()),
+            ("content-type".to_string(), "application/x-redis-resp".to_string()),
+            ("x-semcache-commands".to_string(), pipeline.len().to_string()),
+        ];
+        if let Some(t) = &self.settings.bridge_token {
+            headers.push(("authorization".to_string(), format!("Bearer {t}")));
+        }
+        Callout {
+            target: Target::Bridge,
+            cluster: b.cluster.clone(),
+            headers,
+            body: pipeline.into_bytes(),
+            timeout_ms: b.timeout_ms,
+        }
+    }
+
+    fn embeddings_callout(&self, text: &str) -> Callout {
+        let e = &self.settings.config.embeddings;
+        let mut headers = vec![
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), e.path.clone()),
+            (":authority".to_string(), e.authority.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        if let Some(k) = &self.settings.embeddings_key {
+            match e.auth_header {
+                AuthHeader::Bearer => headers.push(("authorization".to_string(), format!("Bearer {k}"))),
+                AuthHeader::ApiKey => headers.push(("api-key".to_string(), k.clone())),
+            }
+        }
+        Callout {
+            target: Target::Embeddings,
+            cluster: e.cluster.clone(),
+            headers,
+            body: embeddings::request_body(e, text),
+            timeout_ms: e.timeout_ms,
+        }
+    }
+
+    /// Failing to dispatch is handled like a failed callout.
+    pub fn on_dispatch_failed(&mut self, now_ms: u64, effects: &mut Vec<Effect>) {
+        self.on_callout(CalloutResult { status: None, body: &[] }, now_ms, effects);
+    }
+
+    pub fn on_callout(&mut self, res: CalloutResult<'_>, now_ms: u64, effects: &mut Vec<Effect>) {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        let now = now_ms / 1000;
+        let ok = res.status == Some(200);
+        match state {
+            State::ExactLookup(mut ctx, started) => {
+                effects.push(Effect::Record(Histogram::LookupMs, now_ms.saturating_sub(started)));
+                let result = if ok { self.decode(&ctx, res.body, 2) } else { None }
+                    .and_then(|r| ctx.storage.parse_exact(&r, now).ok());
+                let Some(result) = result else {
+                    return self.fail_open(ctx, Counter::ErrorLookup, "lookup", res.status, effects);
+                };
+                ctx.expired = result.expired;
+                if let Some(entry) = result.entry {
+                    return self.serve(ctx, &entry, None, now, effects);
+                }
+                if self.settings.config.semantic_match {
+                    effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
+                    self.state = State::Embedding(ctx, now_ms);
+                } else {
+                    self.miss(ctx, effects);
+                }
+            }
+            State::Embedding(mut ctx, started) => {
+                effects.push(Effect::Record(Histogram::EmbeddingMs, now_ms.saturating_sub(started)));
+                let dims = self.settings.config.embeddings.dimensions;
+                let vector = if ok { embeddings::parse_response(res.body, dims).ok() } else { None };
+                let Some(vector) = vector else {
+                    return self.fail_open(ctx, Counter::ErrorEmbeddings, "embeddings", res.status, effects);
+                };
+                let cfg = &self.settings.config;
+                let pipeline = ctx
+                    .storage
+                    .semantic_lookup(&vector, cfg.top_k, cfg.score_threshold, cfg.search_ef);
+                ctx.vector = Some(vector);
+                effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
+                self.state = State::SemanticLookup(ctx, now_ms);
+            }
+            State::SemanticLookup(mut ctx, started) => {
+                effects.push(Effect::Record(Histogram::LookupMs, now_ms.saturating_sub(started)));
+                let replies = if ok { self.decode(&ctx, res.body, 1) } else { None };
+                let mut expired = std::mem::take(&mut ctx.expired);
+                let candidates = replies.and_then(|r| ctx.storage.parse_semantic(&r, now, &mut expired).ok());
+                ctx.expired = expired;
+                let Some(candidates) = candidates else {
+                    return self.fail_open(ctx, Counter::ErrorLookup, "lookup", res.status, effects);
+                };
+                let cfg = &self.settings.config;
+                for c in &candidates {
+                    if c.distance > cfg.score_threshold {
+                        if ctx.near.is_none() {
+                            ctx.near = Some((c.distance, None));
+                        }
+                        break;
+                    }
+                    match guards::check(&cfg.guards, &c.entry.prompt, &ctx.embed_text) {
+                        None => {
+                            effects.push(Effect::Record(Histogram::HitDistance, (c.distance * 1e4).round() as u64));
+                            return self.serve(ctx, &c.entry, Some(c.distance), now, effects);
+                        }
+                        Some(v) => {
+                            effects.push(Effect::Count(Counter::Vetoed(v), 1));
+                            if ctx.near.is_none() {
+                                ctx.near = Some((c.distance, Some(v)));
+                            }
+                        }
+                    }
+                }
+                self.miss(ctx, effects);
+            }
+            State::EmbeddingForStore(mut ctx, completion, started) => {
+                effects.push(Effect::Record(Histogram::EmbeddingMs, now_ms.saturating_sub(started)));
+                let dims = self.settings.config.embeddings.dimensions;
+                match if ok { embeddings::parse_response(res.body, dims).ok() } else { None } {
+                    Some(v) => {
+                        ctx.vector = Some(v);
+                        self.dispatch_store(ctx, completion, now, effects);
+                    }
+                    None => {
+                        effects.push(Effect::Count(Counter::ErrorStore, 1));
+                        effects.push(warn("store_embeddings", format!(
+                            "semcache: embedding the answer for storing failed (status {:?}); not stored",
+                            res.status
+                        )));
+                        effects.push(Effect::ResumeResponse);
+                    }
+                }
+            }
+            State::Storing => {
+                let stored = ok && decode_replies(res.body, count_frames(res.body)).is_ok_and(|r| {
+                    crate::store::first_error(&r).is_ok()
+                });
+                if stored {
+                    effects.push(Effect::Count(Counter::Stored, 1));
+                } else {
+                    effects.push(Effect::Count(Counter::ErrorStore, 1));
+                    effects.push(warn("store", format!(
+                        "semcache: store callout failed (status {:?}); answer not cached",
+                        res.status
+                    )));
+                }
+                effects.push(Effect::ResumeResponse);
+            }
+            other => self.state = other,
+        }
+    }
+
+    fn decode(&self, _ctx: &Ctx, body: &[u8], expected: usize) -> Option<Vec<crate::resp::Reply>> {
+        decode_replies(body, expected).ok()
+    }
+
+    fn fail_open(
+        &mut self,
+        mut ctx: Box<Ctx>,
+        counter: Counter,
+        what: &'static str,
+        status: Option<u16>,
+        effects: &mut Vec<Effect>,
+    ) {
+        effects.push(Effect::Count(counter, 1));
+        effects.push(warn(what, format!(
+            "semcache: {what} callout failed ({}); serving uncached",
+            match status {
+                None => "no response".to_string(),
+                Some(s) => format!("status {s}"),
+            }
+        )));
+        ctx.label = "error";
+        // A failing dependency is not asked again for this request.
+        ctx.store = false;
+        effects.push(Effect::ResumeRequest);
+        self.state = State::Upstream(ctx);
+    }
+
+    fn miss(&mut self, ctx: Box<Ctx>, effects: &mut Vec<Effect>) {
+        effects.push(Effect::Count(Counter::Miss, 1));
+        effects.push(Effect::ResumeRequest);
+        self.state = State::Upstream(ctx);
+    }
+
+    fn serve(&mut self, ctx: Box<Ctx>, entry: &Entry, distance: Option<f64>, now: u64, effects: &mut Vec<Effect>) {
+        let h = &self.settings.config.headers;
+        let (content_type, body) = entry.render(&Render {
+            kind: ctx.kind,
+            stream: ctx.stream,
+            include_usage: ctx.include_usage,
+            request_model: &ctx.model,
+            id: &ctx.id[..16],
+            now,
+        });
+        let mut headers = vec![
+            ("content-type".to_string(), content_type.to_string()),
+            (h.status.clone(), "hit".to_string()),
+            (
+                h.r#match.clone(),
+                if distance.is_some() { "semantic" } else { "exact" }.to_string(),
+            ),
+            (h.distance.clone(), format!("{:.4}", distance.unwrap_or(0.0))),
+            (h.age.clone(), now.saturating_sub(entry.created_at).to_string()),
+        ];
+        if ctx.stream {
+            headers.push(("cache-control".to_string(), "no-cache".to_string()));
+        }
+        effects.push(Effect::Count(
+            if distance.is_some() { Counter::HitSemantic } else { Counter::HitExact },
+            1,
+        ));
+        let tokens = entry.completion_tokens();
+        if tokens > 0 {
+            effects.push(Effect::Count(Counter::TokensSaved, tokens));
+        }
+        effects.push(Effect::SendResponse {
+            status: 200,
+            headers,
+            body,
+        });
+        self.state = State::Served;
+    }
+
+    /// Response headers from upstream (or from our own local reply, which is ignored).
+    pub fn on_response_headers(
+        &mut self,
+        status: Option<u16>,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        let h = &self.settings.config.headers;
+        match state {
+            State::Bypass => {
+                effects.push(Effect::SetResponseHeader(h.status.clone(), "bypass".into()));
+            }
+            State::Upstream(ctx) => {
+                effects.push(Effect::SetResponseHeader(h.status.clone(), ctx.label.into()));
+                if let Some((d, veto)) = ctx.near {
+                    effects.push(Effect::SetResponseHeader(h.distance.clone(), format!("{d:.4}")));
+                    if let Some(v) = veto {
+                        effects.push(Effect::SetResponseHeader(h.veto.clone(), v.name().into()));
+                    }
+                }
+                if ctx.store {
+                    match self.capture_for(&ctx, status, content_type, content_encoding) {
+                        Ok(capture) => self.state = State::Capturing(ctx, capture),
+                        Err(gate) => effects.push(Effect::Count(Counter::StoreSkipped(gate), 1)),
+                    }
+                }
+            }
+            other => self.state = other,
+        }
+        Action::Continue
+    }
+
+    fn capture_for(
+        &self,
+        ctx: &Ctx,
+        status: Option<u16>,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Result<Capture, Gate> {
+        let cfg = &self.settings.config;
+        if !status.is_some_and(|s| cfg.cache_statuses.contains(&s)) {
+            return Err(Gate::Status);
+        }
+        if content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+            return Err(Gate::Encoded);
+        }
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        if ctx.stream && ct.starts_with("text/event-stream") {
+            Ok(Capture::Sse(Box::new(Assembler::new(ctx.kind, cfg.max_response_body_bytes))))
+        } else if !ctx.stream && ct.starts_with("application/json") {
+            Ok(Capture::Json(Vec::new()))
+        } else {
+            Err(Gate::ContentType)
+        }
+    }
+
+    /// One response body chunk. It always passes through as it is; only the end may be held
+    /// while the answer is stored, because Envoy cancels a stream's callouts once it ends.
+    pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool, now_ms: u64, effects: &mut Vec<Effect>) -> Action {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        let State::Capturing(ctx, mut capture) = state else {
+            self.state = state;
+            return Action::Continue;
+        };
+        let max = self.settings.config.max_response_body_bytes;
+        let mut too_large = false;
+        match &mut capture {
+            Capture::Json(buf) => {
+                if buf.len() + chunk.len() > max {
+                    too_large = true;
+                } else {
+                    buf.extend_from_slice(chunk);
+                }
+            }
+            Capture::Sse(a) => a.feed(chunk),
+        }
+        if too_large {
+            effects.push(Effect::Count(Counter::StoreSkipped(Gate::TooLarge), 1));
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            if let Capture::Sse(a) = &capture {
+                if let Some(g) = a.failed() {
+                    effects.push(Effect::Count(Counter::StoreSkipped(g), 1));
+                    return Action::Continue;
+                }
+            }
+            self.state = State::Capturing(ctx, capture);
+            return Action::Continue;
+        }
+        let completion = match capture {
+            Capture::Json(buf) => completion::from_json(ctx.kind, &buf),
+            Capture::Sse(a) => a.finish(),
+        };
+        let completion = match completion {
+            Ok(c) => c,
+            Err(g) => {
+                effects.push(Effect::Count(Counter::StoreSkipped(g), 1));
+                return Action::Continue;
+            }
+        };
+        if ctx.vector.is_some() {
+            self.dispatch_store(ctx, completion, now_ms / 1000, effects);
+        } else {
+            effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
+            self.state = State::EmbeddingForStore(ctx, completion, now_ms);
+        }
+        Action::Pause
+    }
+
+    fn dispatch_store(&mut self, ctx: Box<Ctx>, completion: Completion, now: u64, effects: &mut Vec<Effect>) {
+        let Some(vector) = ctx.vector.as_deref() else {
+            effects.push(Effect::ResumeResponse);
+            return;
+        };
+        let ttl = self.settings.config.ttl_seconds;
+        let entry = Entry::new(completion, &ctx.embed_text, now, ttl);
+        let pipeline = ctx.storage.store(&ctx.id, vector, &entry, ttl, &ctx.expired);
+        effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
+        self.state = State::Storing;
+    }
+
+    /// Whether the machine is waiting for a callout (so a failed dispatch must be reported).
+    pub fn awaiting_callout(&self) -> bool {
+        matches!(
+            self.state,
+            State::ExactLookup(..)
+                | State::Embedding(..)
+                | State::SemanticLookup(..)
+                | State::EmbeddingForStore(..)
+                | State::Storing
+        )
+    }
+}
+
+/// The number of top-level RESP frames in a reply body (store replies vary in count).
+fn count_frames(body: &[u8]) -> usize {
+    let mut n = 0;
+    let mut pos = 0;
+    while pos < body.len() {
+        match decode_replies(&body[pos..], 1) {
+            Ok(_) => return n + 1,
+            Err(crate::resp::RespError::Trailing(rest)) => {
+                n += 1;
+                pos = body.len() - rest;
+            }
+            Err(_) => return n + 1,
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,392 @@
+//! Scenario tests of the state machine, with callout replies written as the bridge would.
+
+use super::*;
+use crate::config::Config;
+use base64::Engine;
+
+const CFG: &str = r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"},
+    "vary_by":[{"header":"x-tenant"}],"score_threshold":0.2}"#;
+
+fn machine_with(cfg: &str) -> Machine {
+    let (c, _) = Config::parse(cfg).unwrap();
+    Machine::new(Rc::new(Settings::resolve(c, &|_| None).unwrap()))
+}
+
+fn machine() -> Machine {
+    machine_with(CFG)
+}
+
+fn headers(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut h = vec![("content-type".to_string(), "application/json".to_string())];
+    h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    h
+}
+
+const BODY: &[u8] = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+
+fn start(m: &mut Machine, extra: &[(&str, &str)], body: &[u8]) -> (Action, Vec<Effect>) {
+    let h = headers(extra);
+    let mut fx = Vec::new();
+    let a = m.on_request_headers(
+        &RequestHead { method: "POST", path: "/v1/chat/completions", headers: &h, attributes: vec![] },
+        &mut fx,
+    );
+    assert_eq!(a, Action::Continue);
+    let a = m.on_request_body(body, 1_000_000, &mut fx);
+    (a, fx)
+}
+
+fn dispatched(fx: &[Effect]) -> Vec<&Callout> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Dispatch(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has(fx: &[Effect], e: &Effect) -> bool {
+    fx.iter().any(|x| x == e)
+}
+
+fn bulk(s: &str) -> String {
+    format!("${}\r\n{}\r\n", s.len(), s)
+}
+
+fn embedding_reply(v: &[f32]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(embeddings::to_fp32_blob(v));
+    format!(r#"{{"data":[{{"embedding":"{b64}","index":0}}]}}"#).into_bytes()
+}
+
+fn entry_json(prompt: &str, content: &str) -> String {
+    Entry {
+        expires_at: 5000,
+        created_at: 900,
+        prompt: prompt.into(),
+        model: "gpt-4o".into(),
+        content: content.into(),
+        usage: Some(serde_json::json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12})),
+    }
+    .to_json()
+}
+
+fn callout(m: &mut Machine, status: Option<u16>, body: &[u8]) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    m.on_callout(CalloutResult { status, body }, 1_000_100, &mut fx);
+    fx
+}
+
+fn local_reply(fx: &[Effect]) -> Option<(&Vec<(String, String)>, &Vec<u8>)> {
+    fx.iter().find_map(|e| match e {
+        Effect::SendResponse { headers, body, .. } => Some((headers, body)),
+        _ => None,
+    })
+}
+
+fn hdr<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+const UPSTREAM: &[u8] = br#"{"object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+
+/// Drives a request through exact miss, embedding, semantic miss, upstream answer and store.
+fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
+    let (a, fx) = start(m, &[("x-tenant", "t1")], BODY);
+    assert_eq!(a, Action::Pause);
+    assert!(has(&fx, &Effect::RemoveRequestHeader("accept-encoding")));
+    let c = dispatched(&fx);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].target, Target::Bridge);
+    assert!(c[0].headers.contains(&("authorization".into(), "Bearer tok".into())));
+    assert!(String::from_utf8_lossy(&c[0].body).contains("VGETATTR"));
+
+    let fx = callout(m, Some(200), b"$-1\r\n*0\r\n");
+    assert_eq!(dispatched(&fx)[0].target, Target::Embeddings);
+    let fx = callout(m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    let c = dispatched(&fx);
+    assert!(String::from_utf8_lossy(&c[0].body).contains("VSIM"));
+    let fx = callout(m, Some(200), b"*0\r\n");
+    assert!(has(&fx, &Effect::ResumeRequest));
+    assert!(has(&fx, &Effect::Count(Counter::Miss, 1)));
+
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    assert!(has(&fx, &Effect::SetResponseHeader("x-semcache-status".into(), "miss".into())));
+    assert!(m.wants_response_body());
+    let (first, rest) = UPSTREAM.split_at(40);
+    assert_eq!(m.on_response_body(first, false, 1_000_200, &mut fx), Action::Continue);
+    assert_eq!(m.on_response_body(rest, true, 1_000_200, &mut fx), Action::Pause);
+    let store = dispatched(&fx);
+    assert_eq!(store.len(), 1);
+    let body = String::from_utf8_lossy(&store[0].body).into_owned();
+    assert!(body.contains("VADD") && body.contains("Paris."), "{body}");
+    let fx = callout(m, Some(200), b":1\r\n:1\r\n:1\r\n:0\r\n:1\r\n:0\r\n");
+    assert!(has(&fx, &Effect::Count(Counter::Stored, 1)));
+    assert!(has(&fx, &Effect::ResumeResponse));
+    fx
+}
+
+#[test]
+fn miss_goes_upstream_and_the_answer_is_stored_before_the_response_ends() {
+    miss_and_store(&mut machine());
+}
+
+#[test]
+fn exact_hit_answers_locally_without_embedding() {
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    let e = entry_json("What is the capital of France?", "Paris.");
+    let fx = callout(&mut m, Some(200), format!("{}*0\r\n", bulk(&e)).as_bytes());
+    assert!(dispatched(&fx).is_empty(), "no embedding on an exact hit");
+    let (h, body) = local_reply(&fx).expect("local reply");
+    assert_eq!(hdr(h, "x-semcache-status"), Some("hit"));
+    assert_eq!(hdr(h, "x-semcache-match"), Some("exact"));
+    assert_eq!(hdr(h, "content-type"), Some("application/json"));
+    assert_eq!(hdr(h, "age"), Some("100"));
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "Paris.");
+    assert!(has(&fx, &Effect::Count(Counter::HitExact, 1)));
+    assert!(has(&fx, &Effect::Count(Counter::TokensSaved, 7)));
+    // Our own local reply passes through the response callbacks: nothing happens.
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    assert!(fx.is_empty());
+    assert!(!m.wants_response_body());
+}
+
+fn semantic(m: &mut Machine, cached_prompt: &str, score: &str) -> Vec<Effect> {
+    callout(m, Some(200), b"$-1\r\n*0\r\n");
+    callout(m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    let e = entry_json(cached_prompt, "Paris.");
+    callout(m, Some(200), format!("*3\r\n{}{}{}", bulk("abc"), bulk(score), bulk(&e)).as_bytes())
+}
+
+#[test]
+fn semantic_hit_within_threshold_reports_distance() {
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    let fx = semantic(&mut m, "Tell me the capital of France.", "0.96");
+    let (h, _) = local_reply(&fx).expect("semantic hit");
+    assert_eq!(hdr(h, "x-semcache-match"), Some("semantic"));
+    assert_eq!(hdr(h, "x-semcache-distance"), Some("0.0800"));
+    assert!(has(&fx, &Effect::Record(Histogram::HitDistance, 800)));
+}
+
+#[test]
+fn candidate_beyond_threshold_or_vetoed_is_a_miss_with_the_reason() {
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    let fx = semantic(&mut m, "Tell me the capital of France.", "0.85");
+    assert!(local_reply(&fx).is_none());
+    assert!(has(&fx, &Effect::ResumeRequest));
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    assert!(has(&fx, &Effect::SetResponseHeader("x-semcache-distance".into(), "0.3000".into())));
+
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    let fx = semantic(&mut m, "What is not the capital of France?", "0.99");
+    assert!(local_reply(&fx).is_none());
+    assert!(has(&fx, &Effect::Count(Counter::Vetoed(Veto::Negation), 1)));
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    assert!(has(&fx, &Effect::SetResponseHeader("x-semcache-veto".into(), "negation".into())));
+}
+
+#[test]
+fn vary_by_values_and_model_change_the_keys() {
+    let keys = |tenant: &str, body: &[u8]| {
+        let mut m = machine();
+        let (_, fx) = start(&mut m, &[("x-tenant", tenant)], body);
+        String::from_utf8_lossy(&dispatched(&fx)[0].body).into_owned()
+    };
+    let a = keys("t1", BODY);
+    assert_eq!(a, keys("t1", BODY));
+    assert_ne!(a, keys("t2", BODY));
+    let other_model = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+    assert_ne!(a, keys("t1", other_model));
+    let hot = br#"{"model":"gpt-4o","temperature":0.9,"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+    assert_ne!(a, keys("t1", hot));
+}
+
+#[test]
+fn every_failure_fails_open_and_is_labelled_error() {
+    for (step, status, body) in [
+        (0, None, &b""[..]),
+        (0, Some(503), &b"down"[..]),
+        (0, Some(200), &b"garbage"[..]),
+        (1, Some(504), &b""[..]),
+        (1, Some(200), &b"{\"data\":[]}"[..]),
+        (2, None, &b""[..]),
+    ] {
+        let mut m = machine();
+        start(&mut m, &[], BODY);
+        if step >= 1 {
+            callout(&mut m, Some(200), b"$-1\r\n*0\r\n");
+        }
+        if step >= 2 {
+            callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
+        }
+        let fx = callout(&mut m, status, body);
+        assert!(has(&fx, &Effect::ResumeRequest), "step {step} {status:?}");
+        assert!(fx.iter().any(|e| matches!(e, Effect::Count(Counter::ErrorLookup | Counter::ErrorEmbeddings, 1))));
+        let mut fx = Vec::new();
+        m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+        assert!(has(&fx, &Effect::SetResponseHeader("x-semcache-status".into(), "error".into())));
+        assert!(!m.wants_response_body(), "nothing stored after a failure");
+    }
+}
+
+#[test]
+fn failed_store_still_resumes_the_response() {
+    let mut m = machine();
+    start(&mut m, &[], BODY);
+    callout(&mut m, Some(200), b"$-1\r\n*0\r\n");
+    callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
+    callout(&mut m, Some(200), b"*0\r\n");
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    assert_eq!(m.on_response_body(UPSTREAM, true, 0, &mut fx), Action::Pause);
+    let fx = callout(&mut m, None, b"");
+    assert!(has(&fx, &Effect::ResumeResponse));
+    assert!(has(&fx, &Effect::Count(Counter::ErrorStore, 1)));
+}
+
+#[test]
+fn no_store_and_bypass_header_touch_nothing() {
+    for extra in [("cache-control", "no-store"), ("x-semcache-bypass", "1")] {
+        let mut m = machine();
+        let (a, fx) = start(&mut m, &[extra], BODY);
+        assert_eq!(a, Action::Continue);
+        assert!(dispatched(&fx).is_empty());
+        let mut fx = Vec::new();
+        m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+        assert!(has(&fx, &Effect::SetResponseHeader("x-semcache-status".into(), "bypass".into())));
+        assert!(!m.wants_response_body());
+    }
+}
+
+#[test]
+fn no_cache_skips_lookup_but_embeds_and_stores_the_answer() {
+    let mut m = machine();
+    let (a, fx) = start(&mut m, &[("cache-control", "no-cache")], BODY);
+    assert_eq!(a, Action::Continue);
+    assert!(dispatched(&fx).is_empty());
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    assert!(m.wants_response_body());
+    assert_eq!(m.on_response_body(UPSTREAM, true, 0, &mut fx), Action::Pause);
+    assert_eq!(dispatched(&fx)[0].target, Target::Embeddings);
+    let fx = callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
+    assert!(String::from_utf8_lossy(&dispatched(&fx)[0].body).contains("VADD"));
+    let fx = callout(&mut m, Some(200), b":1\r\n");
+    assert!(has(&fx, &Effect::ResumeResponse));
+}
+
+#[test]
+fn gates_refuse_non_200_encoded_and_unfinished_answers() {
+    let run = |status: u16, ct: &str, enc: Option<&str>, body: &[u8]| {
+        let mut m = machine();
+        start(&mut m, &[], BODY);
+        callout(&mut m, Some(200), b"$-1\r\n*0\r\n");
+        callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
+        callout(&mut m, Some(200), b"*0\r\n");
+        let mut fx = Vec::new();
+        m.on_response_headers(Some(status), Some(ct), enc, &mut fx);
+        let a = m.on_response_body(body, true, 0, &mut fx);
+        assert_eq!(a, Action::Continue);
+        assert!(dispatched(&fx).is_empty());
+        fx
+    };
+    assert!(has(&run(500, "application/json", None, UPSTREAM), &Effect::Count(Counter::StoreSkipped(Gate::Status), 1)));
+    assert!(has(&run(200, "application/json", Some("gzip"), UPSTREAM), &Effect::Count(Counter::StoreSkipped(Gate::Encoded), 1)));
+    assert!(has(&run(200, "text/html", None, UPSTREAM), &Effect::Count(Counter::StoreSkipped(Gate::ContentType), 1)));
+    let cut = &UPSTREAM[..UPSTREAM.len() - 10];
+    assert!(has(&run(200, "application/json", None, cut), &Effect::Count(Counter::StoreSkipped(Gate::InvalidJson), 1)));
+}
+
+#[test]
+fn streamed_miss_passes_chunks_and_stores_only_a_complete_stream() {
+    let body = br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Hi"}]}"#;
+    let sse = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+    for complete in [true, false] {
+        let mut m = machine();
+        start(&mut m, &[], body);
+        callout(&mut m, Some(200), b"$-1\r\n*0\r\n");
+        callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
+        callout(&mut m, Some(200), b"*0\r\n");
+        let mut fx = Vec::new();
+        m.on_response_headers(Some(200), Some("text/event-stream"), None, &mut fx);
+        let bytes = sse.as_bytes();
+        let end = if complete { bytes.len() } else { bytes.len() - 16 };
+        for chunk in bytes[..end].chunks(7) {
+            assert_eq!(m.on_response_body(chunk, false, 0, &mut fx), Action::Continue);
+        }
+        let a = m.on_response_body(b"", true, 0, &mut fx);
+        if complete {
+            assert_eq!(a, Action::Pause);
+            assert!(String::from_utf8_lossy(&dispatched(&fx)[0].body).contains("Hello"));
+        } else {
+            assert_eq!(a, Action::Continue);
+            assert!(has(&fx, &Effect::Count(Counter::StoreSkipped(Gate::Incomplete), 1)));
+        }
+    }
+}
+
+#[test]
+fn stream_hit_replays_sse() {
+    let body = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+    let mut m = machine();
+    start(&mut m, &[], body);
+    let e = entry_json("What is the capital of France?", "Paris is the capital of France.");
+    let fx = callout(&mut m, Some(200), format!("{}*0\r\n", bulk(&e)).as_bytes());
+    let (h, body) = local_reply(&fx).unwrap();
+    assert_eq!(hdr(h, "content-type"), Some("text/event-stream"));
+    let mut a = Assembler::new(ApiKind::Chat, 1 << 20);
+    a.feed(body);
+    let c = a.finish().unwrap();
+    assert_eq!(c.content, "Paris is the capital of France.");
+    assert_eq!(c.usage.unwrap()["completion_tokens"], 7);
+}
+
+#[test]
+fn not_ours_is_untouched_and_bad_bodies_bypass() {
+    let mut m = machine();
+    let h = headers(&[]);
+    let mut fx = Vec::new();
+    let a = m.on_request_headers(&RequestHead { method: "POST", path: "/v1/embeddings", headers: &h, attributes: vec![] }, &mut fx);
+    assert_eq!(a, Action::Continue);
+    assert!(fx.is_empty());
+    m.on_response_headers(Some(200), None, None, &mut fx);
+    assert!(fx.is_empty());
+
+    for bad in [&b"{not json"[..], b"\xff\xfe", br#"{"model":"m","n":3,"messages":[{"role":"user","content":"x"}]}"#] {
+        let mut m = machine();
+        let (a, fx) = start(&mut m, &[], bad);
+        assert_eq!(a, Action::Continue);
+        assert!(has(&fx, &Effect::Count(Counter::Bypass, 1)));
+    }
+    let mut m = machine_with(&CFG.replace("\"score_threshold\":0.2", "\"score_threshold\":0.2,\"max_message_count\":1"));
+    let two = br#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]}"#;
+    let (a, _) = start(&mut m, &[], two);
+    assert_eq!(a, Action::Continue);
+}
+
+#[test]
+fn expired_ids_from_the_lookup_are_removed_by_the_store() {
+    let mut m = machine();
+    start(&mut m, &[], BODY);
+    callout(&mut m, Some(200), format!("$-1\r\n*1\r\n{}", bulk("oldid")).as_bytes());
+    callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
+    callout(&mut m, Some(200), b"*0\r\n");
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    m.on_response_body(UPSTREAM, true, 0, &mut fx);
+    let body = String::from_utf8_lossy(&dispatched(&fx)[0].body).into_owned();
+    assert!(body.contains("VREM") && body.contains("oldid") && body.contains("ZREM"));
+}
