@@ -8,7 +8,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
-use redis::{ErrorKind, IntoConnectionInfo, RedisError, Value};
+use redis::{ErrorKind, IntoConnectionInfo, RedisError, RetryMethod, Value};
 
 use crate::resp::Pipeline;
 
@@ -45,15 +45,22 @@ impl BackendError {
             | ErrorKind::ClusterConnectionNotFound
             | ErrorKind::AuthenticationFailed
             | ErrorKind::InvalidClientConfig => Self::Unavailable(e.to_string()),
+            // CLUSTERDOWN, TRYAGAIN, MASTERDOWN, LOADING, MOVED/ASK left over after the
+            // client's own retries: the data is not reachable right now.
+            ErrorKind::Server(_) if is_transient(e) => Self::Unavailable(e.to_string()),
             _ => Self::Protocol(e.to_string()),
         }
     }
 }
 
-/// A command's own failure reported by Redis (WRONGTYPE, syntax, ...) stays in-band as an
-/// error reply; everything else is a transport failure.
+fn is_transient(e: &RedisError) -> bool {
+    !matches!(e.retry_method(), RetryMethod::NoRetry)
+}
+
+/// A command's own failure reported by Redis (WRONGTYPE, syntax, NOPERM...) stays in-band as
+/// an error reply; everything else is a transport failure.
 fn in_band_or_transport(e: RedisError) -> Result<Value, BackendError> {
-    if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) {
+    if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) && !is_transient(&e) {
         let transport = BackendError::from_redis(&e);
         if let Some(errors) = e.into_server_errors() {
             if let Some((_, first)) = errors.first() {
@@ -223,46 +230,57 @@ enum Group {
     Single(redis::Cmd, usize),
 }
 
-/// Cluster pipelines must not span slots, so the request is split into one sub-pipeline per
-/// slot (order kept within a slot) plus single commands, all sent concurrently; replies are
-/// put back in request order. Commands in different slots have no ordering guarantee, exactly
-/// as with a Redis Cluster client.
+/// Cluster pipelines must not span slots, so the request runs in stages. Commands routed by
+/// their single key are gathered into one sub-pipeline per slot (order kept within a slot), and
+/// a stage's sub-pipelines go out concurrently. Any other command (keyless, multi-key) is a
+/// barrier: it runs alone, after everything before it and before everything after it.
+/// Commands on different slots within a stage have no relative order, as with any Redis
+/// Cluster client. Replies are put back in request order.
 async fn execute_cluster(
     conn: &ClusterConnection,
     pipeline: &Pipeline,
 ) -> Result<Vec<Value>, BackendError> {
-    let mut groups: Vec<Group> = Vec::new();
+    let mut replies = vec![Value::Nil; pipeline.len()];
+    let mut stage: Vec<Group> = Vec::new();
     for i in 0..pipeline.len() {
-        match slot_route(pipeline, i) {
-            Some(route) => {
-                let existing = groups.iter_mut().find_map(|g| match g {
-                    Group::Slot(r, pipe, idx) if *r == route => Some((pipe, idx)),
-                    _ => None,
-                });
-                match existing {
-                    Some((pipe, idx)) => {
-                        pipe.add_command(pipeline.to_cmd(i));
-                        idx.push(i);
-                    }
-                    None => {
-                        let mut pipe = redis::Pipeline::new();
-                        pipe.add_command(pipeline.to_cmd(i));
-                        groups.push(Group::Slot(route, pipe, vec![i]));
-                    }
-                }
+        let Some(route) = slot_route(pipeline, i) else {
+            run_stage(conn, std::mem::take(&mut stage), &mut replies).await?;
+            let single = vec![Group::Single(pipeline.to_cmd(i), i)];
+            run_stage(conn, single, &mut replies).await?;
+            continue;
+        };
+        let existing = stage.iter_mut().find_map(|g| match g {
+            Group::Slot(r, pipe, idx) if *r == route => Some((pipe, idx)),
+            _ => None,
+        });
+        match existing {
+            Some((pipe, idx)) => {
+                pipe.add_command(pipeline.to_cmd(i));
+                idx.push(i);
             }
-            None => groups.push(Group::Single(pipeline.to_cmd(i), i)),
+            None => {
+                let mut pipe = redis::Pipeline::new();
+                pipe.add_command(pipeline.to_cmd(i));
+                stage.push(Group::Slot(route, pipe, vec![i]));
+            }
         }
     }
+    run_stage(conn, stage, &mut replies).await?;
+    Ok(replies)
+}
 
-    let results = join_all(groups.into_iter().map(|g| run_group(conn.clone(), g))).await;
-    let mut replies = vec![Value::Nil; pipeline.len()];
+async fn run_stage(
+    conn: &ClusterConnection,
+    stage: Vec<Group>,
+    replies: &mut [Value],
+) -> Result<(), BackendError> {
+    let results = join_all(stage.into_iter().map(|g| run_group(conn.clone(), g))).await;
     for result in results {
         for (i, value) in result? {
             replies[i] = value;
         }
     }
-    Ok(replies)
+    Ok(())
 }
 
 async fn run_group(
