@@ -69,7 +69,6 @@ pub struct Cli {
 pub struct StaticConfig {
     pub words_per_chunk: usize,
     pub gzip_when_accepted: bool,
-    pub hold_timeout: Duration,
 }
 
 /// Settings `/control/config` may change while the server runs; atomics so

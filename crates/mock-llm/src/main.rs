@@ -62,16 +62,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let hold_timeout = Duration::from_millis(cli.hold_timeout_ms);
     let st = Arc::new(AppState {
         cfg: StaticConfig {
             words_per_chunk: usize::from(cli.words_per_chunk),
             gzip_when_accepted: cli.gzip_when_accepted,
-            hold_timeout,
         },
         runtime: RuntimeConfig::new(&cli),
         stats: Stats::default(),
-        holds: Holds::new(hold_timeout),
+        holds: Holds::new(Duration::from_millis(cli.hold_timeout_ms)),
         seq: AtomicU64::new(0),
         shutdown: shutdown_rx,
     });
