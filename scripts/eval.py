@@ -375,18 +375,18 @@ def sweep(pairs: list[dict], outcomes: dict[str, dict]) -> list[dict]:
 
 
 def best_under_budget(pairs: list[dict], outcomes: dict[str, dict]) -> dict:
-    """The largest threshold (continuous: each observed distance) whose wrong rate stays within
-    WRONG_BUDGET, and the served rate there."""
-    cands = sorted({o["distance"] for o in outcomes.values()
-                    if o.get("distance") is not None and o.get("status") == "hit"})
-    best = {"threshold": 0.0, **{k: v for k, v in summarize(
-        pairs, {p["id"]: hit_at(outcomes.get(p["id"], {}), 0.0) for p in pairs}).items()
-        if k in ("served_pct", "wrong_pct")}}
+    """The largest threshold (continuous: 0 and each observed distance) whose wrong rate stays
+    within WRONG_BUDGET, and the served rate there; threshold None when even 0 exceeds it."""
+    cands = [0.0] + sorted({o["distance"] for o in outcomes.values()
+                            if o.get("distance") is not None and o.get("status") == "hit"})
+    best = {"threshold": None, "served_pct": 0.0, "wrong_pct": None}
     for t in cands:
         s = summarize(pairs, {p["id"]: hit_at(outcomes.get(p["id"], {}), t) for p in pairs})
-        if s["wrong_pct"] is not None and s["wrong_pct"] <= WRONG_BUDGET:
+        if s["wrong_pct"] is None or s["wrong_pct"] <= WRONG_BUDGET:
             best = {"threshold": round(t, 4), "served_pct": s["served_pct"],
                     "wrong_pct": s["wrong_pct"]}
+        else:
+            break  # the wrong rate only grows with the threshold
     return best
 
 
@@ -422,7 +422,7 @@ def build_report(data: dict[str, list[dict]], results: dict, meta: dict) -> dict
         pb: dict = {}
         if tune:
             pb["tune"] = best_under_budget(tune, results["plain"])
-            if hold:
+            if hold and pb["tune"]["threshold"] is not None:
                 pb["holdout_at_tune_threshold"] = at_threshold(hold, results["plain"],
                                                                pb["tune"]["threshold"])
         if hold:
@@ -504,7 +504,7 @@ def render_md(report: dict) -> str:
                          ("guards on, tune", gb.get("tune")),
                          ("guards on, holdout", gb.get("holdout"))):
             if d:
-                out.append(f"| {label} | {d['threshold']} | {_f(d['served_pct'])} | {_f(d['wrong_pct'])} |")
+                out.append(f"| {label} | {'none' if d['threshold'] is None else d['threshold']} | {_f(d['served_pct'])} | {_f(d['wrong_pct'])} |")
         splits = [s for s in ("tune", "holdout") if s in k["sweep"]]
         out += ["", "Threshold sweep (served / wrong):", "",
                 "| threshold | " + " | ".join(f"guards {s}" for s in splits) + " | "
@@ -538,7 +538,7 @@ def print_summary(report: dict) -> None:
             if split in pb:
                 d = pb[split]
                 print(f"{kind:14} {split:8} plain cosine at wrong ≤{WRONG_BUDGET:.0f}%: threshold "
-                      f"{d['threshold']}, served {_f(d['served_pct'])}")
+                      f"{'none' if d['threshold'] is None else d['threshold']}, served {_f(d['served_pct'])}")
         if k["errors"]:
             print(f"{kind:14} {len(k['errors'])} pair runs FAILED (see report)")
     print("-" * 78)
