@@ -8,7 +8,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
-use redis::{ErrorKind, IntoConnectionInfo, RedisError, RetryMethod, Value};
+use redis::{ErrorKind, IntoConnectionInfo, RedisError, RetryMethod, TlsCertificates, Value};
 
 use crate::resp::Pipeline;
 
@@ -20,6 +20,8 @@ pub struct RedisConfig {
     pub cluster: bool,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Custom CA and/or client certificate for rediss://; `None` uses the system roots.
+    pub tls: Option<TlsCertificates>,
     /// Bounds connecting and each reply; the HTTP layer applies the same bound overall.
     pub timeout: Duration,
 }
@@ -97,6 +99,9 @@ impl Backend {
             if let Some(password) = &cfg.password {
                 builder = builder.password(password);
             }
+            if let Some(tls) = &cfg.tls {
+                builder = builder.certs(tls.clone());
+            }
             let client = builder.build()?;
             let conn = client.get_pending_async_connection_with_config(
                 ClusterConfig::new()
@@ -114,7 +119,11 @@ impl Backend {
         if let Some(password) = &cfg.password {
             settings = settings.set_password(password);
         }
-        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let info = info.set_redis_settings(settings);
+        let client = match &cfg.tls {
+            Some(tls) => redis::Client::build_with_tls(info, tls.clone())?,
+            None => redis::Client::open(info)?,
+        };
         let config = ConnectionManagerConfig::new()
             // One attempt per reconnect: while Redis is down every request fails fast with
             // 503 (connection refused) and the next request starts a fresh attempt.

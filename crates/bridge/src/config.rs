@@ -49,6 +49,26 @@ pub struct Args {
     #[arg(long, env = "SEMCACHE_BRIDGE_REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<PathBuf>,
 
+    /// PEM CA bundle to verify the Redis server with, instead of the system roots (rediss:// only).
+    #[arg(long, env = "SEMCACHE_BRIDGE_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS to Redis (with --redis-client-key-file).
+    #[arg(
+        long,
+        env = "SEMCACHE_BRIDGE_REDIS_CLIENT_CERT_FILE",
+        requires = "redis_client_key_file"
+    )]
+    pub redis_client_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --redis-client-cert-file.
+    #[arg(
+        long,
+        env = "SEMCACHE_BRIDGE_REDIS_CLIENT_KEY_FILE",
+        requires = "redis_client_cert_file"
+    )]
+    pub redis_client_key_file: Option<PathBuf>,
+
     /// File holding the bearer token clients must send (else SEMCACHE_BRIDGE_TOKEN).
     #[arg(long, env = "SEMCACHE_BRIDGE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -146,6 +166,31 @@ pub fn read_secret(file: Option<&Path>, env: &str) -> Result<Option<String>, Sec
         return Err(SecretError::Empty(origin));
     }
     Ok(Some(trimmed.to_owned()))
+}
+
+/// The TLS material named by the `--redis-*-file` flags, if any.
+pub fn tls_files(args: &Args) -> Result<Option<redis::TlsCertificates>, SecretError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| SecretError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let root_cert = args.redis_ca_file.as_deref().map(read).transpose()?;
+    let client_tls = match (&args.redis_client_cert_file, &args.redis_client_key_file) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        _ => None,
+    };
+    if root_cert.is_none() && client_tls.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
 }
 
 /// The URL(s) with any `user:password@` replaced, for logs.

@@ -27,8 +27,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(&args)?;
 
-    // redis' rustls support is built without a crypto provider; pick one for rediss://.
-    // An error only means a provider is already installed.
+    // rediss:// uses rustls; name the crypto provider explicitly so it does not depend on which
+    // provider features happen to be enabled in the dependency graph. An error only means a
+    // provider is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let token = config::read_secret(args.token_file.as_deref(), TOKEN_ENV)?;
@@ -54,8 +55,13 @@ async fn main() -> anyhow::Result<()> {
     if urls.is_empty() {
         bail!("--redis-url is empty");
     }
+    let tls = config::tls_files(&args)?;
+    if tls.is_some() && !urls.iter().all(|u| u.starts_with("rediss://")) {
+        bail!("--redis-ca-file / --redis-client-cert-file need rediss:// URLs");
+    }
     let redis = RedisConfig {
         urls,
+        tls,
         cluster: args.cluster,
         username: args.redis_username.clone(),
         password: config::read_secret(args.redis_password_file.as_deref(), REDIS_PASSWORD_ENV)?,

@@ -630,6 +630,20 @@ async fn refuses_to_start_without_token_or_with_unsafe_allow_list() {
         "{stderr}"
     );
 
+    let (exit, stderr) = Bridge::builder(&redis.url())
+        .args(["--redis-ca-file", "/dev/null"])
+        .fail();
+    assert!(!exit.success());
+    assert!(stderr.contains("need rediss:// URLs"), "{stderr}");
+    let (exit, stderr) = Bridge::builder("rediss://127.0.0.1:1")
+        .args(["--redis-ca-file", "/nonexistent/ca.pem"])
+        .fail();
+    assert!(!exit.success());
+    assert!(
+        stderr.contains("cannot read /nonexistent/ca.pem"),
+        "{stderr}"
+    );
+
     // Explicitly insecure: no token needed.
     let bridge = Bridge::builder(&redis.url())
         .without_token()
@@ -794,4 +808,27 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     );
     let status = exit.await.expect("exit");
     assert!(status.success(), "{status:?}");
+}
+
+/// The venv's redis-server has no TLS support, so this checks the client side only: with a
+/// `rediss://` URL the bridge opens the connection with a TLS ClientHello (the rustls provider
+/// is installed), and a peer that is not a TLS server gives a 503, not a crash.
+#[tokio::test]
+async fn rediss_url_speaks_tls() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let first_bytes = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut sock, _) = listener.accept().expect("bridge connects");
+        let mut head = [0u8; 3];
+        sock.read_exact(&mut head).expect("read hello");
+        head
+    });
+    let bridge = Bridge::builder(&format!("rediss://127.0.0.1:{port}")).start();
+    let client = http();
+    let answer = post(&client, &bridge, &[cmd!["PING"]]).await;
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    let head = first_bytes.join().expect("listener thread");
+    // TLS record header: handshake (0x16), version 3.x.
+    assert_eq!(head[..2], [0x16, 0x03], "not a TLS ClientHello: {head:?}");
 }

@@ -489,10 +489,12 @@ impl Bridge {
                 "127.0.0.1:0".into(),
                 "--redis-url".into(),
                 redis_url.into(),
-                "--log".into(),
-                "debug".into(),
             ],
-            envs: vec![("SEMCACHE_BRIDGE_TOKEN".into(), TOKEN.into())],
+            envs: vec![
+                ("SEMCACHE_BRIDGE_TOKEN".into(), TOKEN.into()),
+                // Debug logs by default, so the secret checks see everything; --log overrides.
+                ("SEMCACHE_BRIDGE_LOG".into(), "debug".into()),
+            ],
         }
     }
 
