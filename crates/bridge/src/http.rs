@@ -9,7 +9,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use redis::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
@@ -52,6 +54,8 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/resp", post(resp_handler))
+        .route("/", post(crate::upstash::single))
+        .route("/pipeline", post(crate::upstash::pipeline))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -59,7 +63,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Why a request did not get a 200. The body of the error response is the `Display` text.
 #[derive(Debug, thiserror::Error)]
-enum Reject {
+pub(crate) enum Reject {
     #[error("missing or invalid bearer token")]
     Unauthorized,
     #[error("too many requests in flight")]
@@ -68,6 +72,8 @@ enum Reject {
     BodyTooLarge(usize),
     #[error("could not read request body")]
     BadBody,
+    #[error("invalid JSON command: {0}")]
+    BadJson(&'static str),
     #[error(transparent)]
     Parse(#[from] ParseError),
     #[error("command not allowed: {0}")]
@@ -81,13 +87,13 @@ enum Reject {
 }
 
 impl Reject {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Reject::Unauthorized => StatusCode::UNAUTHORIZED,
             Reject::Busy => StatusCode::TOO_MANY_REQUESTS,
             Reject::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::Parse(e) if e.is_limit() => StatusCode::PAYLOAD_TOO_LARGE,
-            Reject::BadBody | Reject::Parse(_) => StatusCode::BAD_REQUEST,
+            Reject::BadBody | Reject::BadJson(_) | Reject::Parse(_) => StatusCode::BAD_REQUEST,
             Reject::Forbidden(_) => StatusCode::FORBIDDEN,
             Reject::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -113,19 +119,20 @@ async fn resp_handler(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let response = match serve_resp(&state, &headers, body).await {
-        Ok(bytes) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(RESP_CONTENT_TYPE),
-            )],
-            bytes,
-        )
-            .into_response(),
-        Err(reject) => {
-            tracing::debug!(status = reject.status().as_u16(), reason = %reject, "rejected");
-            reject.into_response()
+    let response = match run(&state, &headers, body, Ok).await {
+        Ok(replies) => {
+            let mut out = Vec::with_capacity(256);
+            replies.iter().for_each(|v| resp::encode(v, &mut out));
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(RESP_CONTENT_TYPE),
+                )],
+                out,
+            )
+                .into_response()
         }
+        Err(reject) => reject.into_response(),
     };
     state
         .metrics
@@ -133,7 +140,28 @@ async fn resp_handler(
     response
 }
 
-async fn serve_resp(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Reject> {
+/// The request path shared by every command endpoint: token, in-flight slot, bounded body,
+/// `to_resp` (identity for /v1/resp, JSON to RESP frames for the Upstash endpoints), bounded
+/// parse, allow-list, then Redis under the timeout. Returns one reply per command.
+pub(crate) async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    to_resp: impl FnOnce(Bytes) -> Result<Bytes, Reject>,
+) -> Result<Vec<Value>, Reject> {
+    let result = run_inner(state, headers, body, to_resp).await;
+    if let Err(reject) = &result {
+        tracing::debug!(status = reject.status().as_u16(), reason = %reject, "rejected");
+    }
+    result
+}
+
+async fn run_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    to_resp: impl FnOnce(Bytes) -> Result<Bytes, Reject>,
+) -> Result<Vec<Value>, Reject> {
     // Cheap checks first: no unauthenticated or excess request gets its body read.
     if let Some(token) = &state.token {
         let presented = headers
@@ -165,7 +193,7 @@ async fn serve_resp(state: &AppState, headers: &HeaderMap, body: Body) -> Result
         })?
         .to_bytes();
 
-    let pipeline = resp::parse_pipeline(body, &state.frame_limits)?;
+    let pipeline = resp::parse_pipeline(to_resp(body)?, &state.frame_limits)?;
     // All-or-nothing: one forbidden command rejects the request before anything runs.
     let mut indices = Vec::with_capacity(pipeline.len());
     for i in 0..pipeline.len() {
@@ -187,16 +215,14 @@ async fn serve_resp(state: &AppState, headers: &HeaderMap, body: Body) -> Result
 
     let errors = replies
         .iter()
-        .filter(|v| matches!(v, redis::Value::ServerError(_)))
+        .filter(|v| matches!(v, Value::ServerError(_)))
         .count();
     if errors > 0 {
         state
             .metrics
             .redis_error(RedisErrorKind::Reply, errors as u64);
     }
-    let mut out = Vec::with_capacity(256);
-    replies.iter().for_each(|v| resp::encode(v, &mut out));
-    Ok(out)
+    Ok(replies)
 }
 
 fn backend_reject(state: &AppState, e: &BackendError) -> Reject {

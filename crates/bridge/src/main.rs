@@ -6,6 +6,7 @@ mod http;
 mod metrics;
 mod policy;
 mod resp;
+mod upstash;
 
 use std::io::Write;
 use std::sync::Arc;

@@ -83,7 +83,7 @@ impl Metrics {
         let p = "semcache_bridge";
         writeln!(
             out,
-            "# HELP {p}_requests_total /v1/resp requests by HTTP status."
+            "# HELP {p}_requests_total Command requests (/v1/resp, /, /pipeline) by HTTP status."
         )?;
         writeln!(out, "# TYPE {p}_requests_total counter")?;
         for (i, c) in self.requests.iter().enumerate() {
@@ -118,7 +118,10 @@ impl Metrics {
                 c.load(Relaxed)
             )?;
         }
-        writeln!(out, "# HELP {p}_request_duration_seconds /v1/resp latency.")?;
+        writeln!(
+            out,
+            "# HELP {p}_request_duration_seconds Command request latency."
+        )?;
         writeln!(out, "# TYPE {p}_request_duration_seconds histogram")?;
         let mut cumulative = 0;
         for (le, c) in BUCKETS.iter().zip(&self.buckets) {
@@ -136,7 +139,7 @@ impl Metrics {
         let sum = self.latency_sum_nanos.load(Relaxed) as f64 / 1e9;
         writeln!(out, "{p}_request_duration_seconds_sum {sum}")?;
         writeln!(out, "{p}_request_duration_seconds_count {count}")?;
-        writeln!(out, "# HELP {p}_in_flight /v1/resp requests being served.")?;
+        writeln!(out, "# HELP {p}_in_flight Command requests being served.")?;
         writeln!(out, "# TYPE {p}_in_flight gauge")?;
         writeln!(out, "{p}_in_flight {in_flight}")?;
         Ok(())

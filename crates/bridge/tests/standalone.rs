@@ -832,3 +832,109 @@ async fn rediss_url_speaks_tls() {
     // TLS record header: handshake (0x16), version 3.x.
     assert_eq!(head[..2], [0x16, 0x03], "not a TLS ClientHello: {head:?}");
 }
+
+async fn post_json(
+    client: &reqwest::Client,
+    bridge: &Bridge,
+    path: &str,
+    body: &str,
+    base64: bool,
+) -> (u16, serde_json::Value) {
+    let mut req = client
+        .post(bridge.url(path))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if base64 {
+        req = req.header("upstash-encoding", "base64");
+    }
+    let res = req.send().await.expect("send");
+    let status = res.status().as_u16();
+    let body = res.bytes().await.expect("body");
+    (status, serde_json::from_slice(&body).expect("JSON body"))
+}
+
+#[tokio::test]
+async fn upstash_compatible_json_endpoints() {
+    let (_redis, bridge, client) = setup();
+    use serde_json::json;
+    assert_eq!(
+        post_json(
+            &client,
+            &bridge,
+            "/",
+            r#"["SET","k","v\u00e9","EX",100]"#,
+            false
+        )
+        .await,
+        (200, json!({"result": "OK"}))
+    );
+    assert_eq!(
+        post_json(&client, &bridge, "/", r#"["GET","k"]"#, false).await,
+        (200, json!({"result": "vé"}))
+    );
+    assert_eq!(
+        post_json(&client, &bridge, "/", r#"["TTL","k"]"#, false).await,
+        (200, json!({"result": 100}))
+    );
+    let (code, body) = post_json(&client, &bridge, "/", r#"["HSET","k","f","v"]"#, false).await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("WRONGTYPE")),
+        "{body}"
+    );
+
+    let (code, body) = post_json(
+        &client,
+        &bridge,
+        "/pipeline",
+        r#"[["SET","b","x"],["HSET","b","f","v"],["GET","nope"],["ZADD","z",1,"m"],["ZRANGE","z",0,-1]]"#,
+        false,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(body[0], json!({"result": "OK"}));
+    assert!(
+        body[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("WRONGTYPE")),
+        "{body}"
+    );
+    assert_eq!(body[2], json!({"result": null}));
+    assert_eq!(body[3], json!({"result": 1}));
+    assert_eq!(body[4], json!({"result": ["m"]}));
+
+    // Binary values: base64 on request of the client, "OK" left alone.
+    post(&client, &bridge, &[cmd!["SET", "bin", [0u8, 0xff, b'\r']]])
+        .await
+        .replies();
+    assert_eq!(
+        post_json(
+            &client,
+            &bridge,
+            "/pipeline",
+            r#"[["GET","bin"],["SET","x","y"]]"#,
+            true
+        )
+        .await,
+        (200, json!([{"result": "AP8N"}, {"result": "OK"}]))
+    );
+
+    // Same checks as /v1/resp, answered in JSON.
+    let (code, body) = post_json(&client, &bridge, "/", r#"["FLUSHALL"]"#, false).await;
+    assert_eq!(
+        (code, body),
+        (403, json!({"error": "command not allowed: FLUSHALL"}))
+    );
+    let (code, _) = post_json(&client, &bridge, "/", r#"{"not":"a command"}"#, false).await;
+    assert_eq!(code, 400);
+    let res = client
+        .post(bridge.url("/"))
+        .body(r#"["PING"]"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 401);
+}
