@@ -434,7 +434,7 @@ impl Machine {
                 };
                 ctx.expired = result.expired;
                 if let Some(entry) = result.entry {
-                    return self.serve(ctx, &entry, None, now, effects);
+                    return self.serve(&ctx, &entry, None, now, effects);
                 }
                 if self.settings.config.semantic_match {
                     effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
@@ -478,7 +478,7 @@ impl Machine {
                     match guards::check(&cfg.guards, &c.entry.prompt, &ctx.embed_text) {
                         None => {
                             effects.push(Effect::Record(Histogram::HitDistance, (c.distance * 1e4).round() as u64));
-                            return self.serve(ctx, &c.entry, Some(c.distance), now, effects);
+                            return self.serve(&ctx, &c.entry, Some(c.distance), now, effects);
                         }
                         Some(v) => {
                             effects.push(Effect::Count(Counter::Vetoed(v), 1));
@@ -496,7 +496,7 @@ impl Machine {
                 match if ok { embeddings::parse_response(res.body, dims).ok() } else { None } {
                     Some(v) => {
                         ctx.vector = Some(v);
-                        self.dispatch_store(ctx, completion, now, effects);
+                        self.dispatch_store(&ctx, completion, now, effects);
                     }
                     None => {
                         effects.push(Effect::Count(Counter::ErrorStore, 1));
@@ -560,7 +560,7 @@ impl Machine {
         self.state = State::Upstream(ctx);
     }
 
-    fn serve(&mut self, ctx: Box<Ctx>, entry: &Entry, distance: Option<f64>, now: u64, effects: &mut Vec<Effect>) {
+    fn serve(&mut self, ctx: &Ctx, entry: &Entry, distance: Option<f64>, now: u64, effects: &mut Vec<Effect>) {
         let h = &self.settings.config.headers;
         let (content_type, body) = entry.render(&Render {
             kind: ctx.kind,
@@ -703,7 +703,7 @@ impl Machine {
             }
         };
         if ctx.vector.is_some() {
-            self.dispatch_store(ctx, completion, now_ms / 1000, effects);
+            self.dispatch_store(&ctx, completion, now_ms / 1000, effects);
         } else {
             effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
             self.state = State::EmbeddingForStore(ctx, completion, now_ms);
@@ -711,7 +711,7 @@ impl Machine {
         Action::Pause
     }
 
-    fn dispatch_store(&mut self, ctx: Box<Ctx>, completion: Completion, now: u64, effects: &mut Vec<Effect>) {
+    fn dispatch_store(&mut self, ctx: &Ctx, completion: Completion, now: u64, effects: &mut Vec<Effect>) {
         let Some(vector) = ctx.vector.as_deref() else {
             effects.push(Effect::ResumeResponse);
             return;
