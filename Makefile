@@ -31,7 +31,7 @@ export SEMCACHE_VENV := $(abspath $(VENV))
 
 .PHONY: help
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,12p' Makefile | sed 's/^# \{0,1\}//'
 
 # --- installs (idempotent, quick when done) -------------------------------------------------
 
