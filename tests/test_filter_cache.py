@@ -1,0 +1,254 @@
+"""The cache through the real Envoy, the built .wasm, the bridge, Redis 8 and the real embedder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cachehelp import CHAT, answer, cache_stats, chat, config, post, status, upstream_calls
+
+CAPITAL = "What is the capital of France?"
+
+
+def test_miss_then_exact_hit_then_semantic_hit_without_upstream(stack, client):
+    stack.flush()
+    first = post(client, stack, chat(CAPITAL), x_semcache_tenant="t-hits")
+    assert first.status_code == 200
+    assert status(first) == "miss"
+    calls = upstream_calls(client, stack)
+    before = cache_stats(stack)
+
+    exact = post(client, stack, chat(CAPITAL), x_semcache_tenant="t-hits")
+    assert status(exact) == "hit"
+    assert exact.headers["x-semcache-match"] == "exact"
+    assert exact.headers["x-semcache-distance"] == "0.0000"
+    assert int(exact.headers["age"]) >= 0
+    assert exact.headers["content-type"] == "application/json"
+    assert answer(exact) == answer(first)
+    assert exact.json()["object"] == "chat.completion"
+
+    para = post(client, stack, chat("what's the capital city of France"), x_semcache_tenant="t-hits")
+    assert status(para) == "hit"
+    assert para.headers["x-semcache-match"] == "semantic"
+    assert 0.0 < float(para.headers["x-semcache-distance"]) <= 0.2
+    assert answer(para) == answer(first)
+
+    assert upstream_calls(client, stack) == calls, "a hit must not reach the upstream"
+    after = cache_stats(stack)
+    assert after["semcache.hits.exact"] == before["semcache.hits.exact"] + 1
+    assert after["semcache.hits.semantic"] == before["semcache.hits.semantic"] + 1
+    assert after["semcache.completion_tokens_saved"] > before["semcache.completion_tokens_saved"]
+
+
+def test_unrelated_question_and_other_model_miss(stack, client):
+    stack.flush()
+    post(client, stack, chat(CAPITAL), x_semcache_tenant="t-miss")
+    unrelated = post(client, stack, chat("How do I bake sourdough bread?"), x_semcache_tenant="t-miss")
+    assert status(unrelated) == "miss"
+    other_model = post(client, stack, chat(CAPITAL, model="gpt-4o"), x_semcache_tenant="t-miss")
+    assert status(other_model) == "miss"
+    hot = post(client, stack, chat(CAPITAL, temperature=0.1), x_semcache_tenant="t-miss")
+    assert status(hot) == "miss"
+    # The different answers really are different requests upstream.
+    assert answer(other_model) != answer(unrelated)
+
+
+def test_vary_by_partitions_never_see_each_other(stack, client):
+    stack.flush()
+    a = post(client, stack, chat(CAPITAL), x_semcache_tenant="tenant-a")
+    assert status(a) == "miss"
+    assert status(post(client, stack, chat(CAPITAL), x_semcache_tenant="tenant-a")) == "hit"
+    for other in ("tenant-b", "tenant-a2", "Tenant-A"):
+        r = post(client, stack, chat(CAPITAL), x_semcache_tenant=other)
+        assert status(r) == "miss", other
+    # No header is a partition of its own too.
+    assert status(post(client, stack, chat(CAPITAL))) == "miss"
+
+
+def test_azure_path_and_legacy_completions_are_cached(stack, client):
+    stack.flush()
+    az = "/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"
+    body = {"messages": [{"role": "user", "content": CAPITAL}]}
+    assert status(post(client, stack, body, path=az)) == "miss"
+    hit = post(client, stack, body, path=az)
+    assert status(hit) == "hit"
+    legacy = {"model": "gpt-3.5-turbo-instruct", "prompt": "Say hello"}
+    first = post(client, stack, legacy, path="/v1/completions")
+    assert status(first) == "miss"
+    again = post(client, stack, legacy, path="/v1/completions")
+    assert status(again) == "hit"
+    assert again.json()["object"] == "text_completion"
+    assert again.json()["choices"][0]["text"] == first.json()["choices"][0]["text"]
+
+
+def test_other_paths_pass_through_untouched(stack, client):
+    r = client.get(stack.envoy_url + "/v1/models")
+    assert "x-semcache-status" not in r.headers
+    r = client.post(stack.envoy_url + "/v1/embeddings", json={"input": "x"})
+    assert "x-semcache-status" not in r.headers
+
+
+def test_no_cache_no_store_and_bypass_header(stack, client):
+    stack.flush()
+    t = {"x_semcache_tenant": "t-cc"}
+    # no-store: neither looks up nor stores.
+    r = post(client, stack, chat(CAPITAL), cache_control="no-store", **t)
+    assert status(r) == "bypass"
+    assert status(post(client, stack, chat(CAPITAL), x_semcache_bypass="1", **t)) == "bypass"
+    # Nothing was stored by either.
+    first = post(client, stack, chat(CAPITAL), **t)
+    assert status(first) == "miss"
+    assert status(post(client, stack, chat(CAPITAL), **t)) == "hit"
+    # no-cache skips the lookup (goes upstream) but stores the fresh answer.
+    calls = upstream_calls(client, stack)
+    nc = post(client, stack, chat("Name three primary colours."), cache_control="no-cache", **t)
+    assert status(nc) == "bypass"
+    assert upstream_calls(client, stack) == calls + 1
+    hit = post(client, stack, chat("Name three primary colours."), **t)
+    assert status(hit) == "hit"
+    assert answer(hit) == answer(nc)
+    # no-cache on a cached prompt still goes upstream.
+    assert status(post(client, stack, chat(CAPITAL), cache_control="no-cache", **t)) == "bypass"
+    assert upstream_calls(client, stack) == calls + 2
+
+
+@pytest.mark.parametrize("switch", [{"x-mock-status": "500"}, {"x-mock-status": "429"},
+                                    {"x-mock-truncate": "1"}, {"x-mock-finish-reason": "length"},
+                                    {"x-mock-tool-calls": "1"}])
+def test_failed_or_unfinished_upstream_answers_pass_through_and_are_never_stored(stack, client, switch):
+    stack.flush()
+    q = chat(f"Question for {json.dumps(switch)}")
+    headers = {"x-semcache-tenant": "t-gates", **switch}
+    try:
+        r = client.post(stack.envoy_url + CHAT, json=q, headers=headers)
+        code = r.status_code
+    except Exception:  # a truncated body may surface as a transport error
+        code = None
+    if "x-mock-status" in switch:
+        assert code == int(switch["x-mock-status"])
+        assert "error" in r.json()
+    again = client.post(stack.envoy_url + CHAT, json=q, headers={"x-semcache-tenant": "t-gates"})
+    assert status(again) == "miss", "a failed answer must never be served from cache"
+
+
+def test_gzip_upstream_answer_is_passed_through_and_not_stored(stack, client):
+    stack.flush()
+    q = chat("A gzip question")
+    r = client.post(stack.envoy_url + CHAT, json=q, headers={"x-mock-gzip": "1", "x-semcache-tenant": "gz"})
+    assert r.status_code == 200
+    assert answer(r)  # httpx decoded it: the client got the upstream bytes intact
+    again = post(client, stack, q, x_semcache_tenant="gz")
+    assert status(again) == "miss"
+    # accept-encoding from the client is removed on cacheable requests, so this one is stored.
+    r = client.post(stack.envoy_url + CHAT, json=q, headers={"accept-encoding": "gzip", "x-semcache-tenant": "gz"})
+    assert status(post(client, stack, q, x_semcache_tenant="gz")) == "hit"
+
+
+def test_malformed_requests_pass_through(stack, client):
+    for body in [b"{not json", b"\xff\xfe\x00", b"[]", json.dumps({"model": "m", "messages": []}).encode()]:
+        r = client.post(stack.envoy_url + CHAT, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, body  # the mock's own answer to a bad request
+        assert status(r) == "bypass"
+    assert stack.stats("wasm.").get("wasm.semcache.vm_reload", 0) == 0
+
+
+def _redis_now(stack) -> int:
+    sec, _ = stack.redis_cli("TIME")
+    return int(sec)
+
+
+def test_ttl_is_honoured(make_stack, client):
+    s = make_stack(filter_config=config(ttl_seconds=1))
+    q = chat("A question that expires")
+    assert status(post(client, s, q)) == "miss"
+    stored_at = _redis_now(s)
+    hit = post(client, s, q)
+    assert status(hit) == "hit" or _redis_now(s) > stored_at + 1
+    # Wait on Redis's clock (bounded), not on a guess: once the entry's second has passed it
+    # must never be served again.
+    import time
+    deadline = time.monotonic() + 10
+    while _redis_now(s) <= stored_at + 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert status(post(client, s, q)) == "miss"
+    para = post(client, s, chat("A question that expires!"))
+    assert status(para) == "hit"  # the fresh miss above re-stored it, and the paraphrase finds it
+
+
+@pytest.mark.parametrize("victim", ["embedder", "bridge", "redis"])
+def test_dead_dependency_fails_open_and_recovers(make_stack, client, victim):
+    s = make_stack()
+    q = chat(f"Question while the {victim} is down")
+    s.kill(victim)
+    before = cache_stats(s)
+    r = post(client, s, q)
+    assert r.status_code == 200
+    assert answer(r).startswith("Mock answer")
+    assert status(r) == "error"
+    after = cache_stats(s)
+    errors = sum(after[k] - before.get(k, 0) for k in after if k.startswith("semcache.errors."))
+    assert errors >= 1
+    s.restart(victim)
+    _wait_healthy(client, s)
+    assert status(post(client, s, q)) == "miss"
+    assert status(post(client, s, q)) == "hit"
+
+
+def _wait_healthy(client, s, timeout=15.0):
+    """Readiness, not a guess: the bridge reports healthy once its Redis connection is back."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if client.get(s.bridge_url + "/healthz").status_code == 200:
+                return
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, "bridge did not become healthy"
+        time.sleep(0.05)
+
+
+def test_bad_config_is_refused_naming_the_field(make_stack):
+    from stack import StackError
+
+    with pytest.raises(StackError) as e:
+        make_stack(filter_config=config(score_threshold=1.5))
+    assert "score_threshold" in str(e.value) or "score_threshold" in _envoy_logs(e.value)
+
+
+def _envoy_logs(err) -> str:
+    return str(getattr(err, "logs", "")) + str(err)
+
+
+APIM = """<policies><inbound><base />
+  <llm-semantic-cache-lookup score-threshold="0.2" embeddings-backend-id="semcache_embeddings">
+    <vary-by>@(context.Request.Headers.GetValueOrDefault("x-semcache-tenant", ""))</vary-by>
+  </llm-semantic-cache-lookup></inbound>
+  <outbound><llm-semantic-cache-store duration="3600" /><base /></outbound></policies>"""
+
+
+def test_apim_policy_behaves_like_the_equivalent_json(make_stack, client):
+    apim_cfg = json.dumps({"apim_policy": APIM, "embeddings": {"authority": "embeddings", "model": "all-MiniLM-L6-v2"},
+                           "bridge": {"authority": "bridge"}})
+    seq = [("t1", CAPITAL), ("t1", CAPITAL), ("t1", "what's the capital city of France"),
+           ("t2", CAPITAL), ("t1", "How do I bake bread?")]
+    results = []
+    for cfg in (None, apim_cfg):
+        s = make_stack(filter_config=cfg)
+        results.append([status(post(client, s, chat(text), x_semcache_tenant=t)) for t, text in seq])
+    assert results[0] == ["miss", "hit", "hit", "miss", "miss"]
+    assert results[1] == results[0]
+
+
+def test_route_overlay_overrides_threshold(make_stack, client):
+    s = make_stack(route_overlays=[("strict", {"score_threshold": 0.01}), ("off", {"enabled": False})])
+    assert status(post(client, s, chat(CAPITAL))) == "miss"
+    assert status(post(client, s, chat("what's the capital city of France"))) == "hit"
+    strict = post(client, s, chat("what's the capital city of France"), path="/strict" + CHAT)
+    assert status(strict) == "miss"
+    # The search itself is bounded by the threshold: a nearest candidate, if reported, is beyond it.
+    assert float(strict.headers.get("x-semcache-distance", "1")) > 0.01
+    off = post(client, s, chat(CAPITAL), path="/off" + CHAT)
+    assert "x-semcache-status" not in off.headers
