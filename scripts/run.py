@@ -125,7 +125,7 @@ def main() -> int:
         print(f"  curl -s -D- {stack.envoy_url}/v1/chat/completions -H 'content-type: application/json' \\\n"
               "    -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
               "\"content\":\"What is the capital of France?\"}]}'\n")
-        print(f"  curl -s {stack.admin_url}/stats?filter=semcache   # the filter's counters\n")
+        print(f"  curl -s {stack.admin_url}/stats?filter=wasmcustom.semcache   # the filter's counters\n")
         print("READY  (Ctrl-C stops everything)", flush=True)
 
         t = threading.Thread(target=follow, args=(stack.access_log, stop_follow), daemon=True)

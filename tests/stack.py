@@ -773,6 +773,7 @@ class Stack:
         admin_path.unlink(missing_ok=True)
         argv = [str(paths.path("envoy")), "-c", str(self.envoy_config_path),
                 "--concurrency", str(self.concurrency), "--disable-hot-restart",
+                "--file-flush-interval-msec", "250",
                 "--admin-address-path", str(admin_path),
                 "--log-level", self.envoy_log_level, "--log-path", str(self.log_dir / "envoy.log")]
         env = self._env("envoy", SEMCACHE_BRIDGE_TOKEN=self.token)
@@ -898,9 +899,9 @@ class Stack:
 
     def stats(self, prefix: str = "semcache.") -> dict[str, int | str]:
         """Envoy stats whose name starts with `prefix`, as {name: value}. Counters and gauges are
-        ints; histograms keep their text. Wasm custom metrics appear under their own name
-        (Envoy strips its internal `wasmcustom.` prefix)."""
-        q = urllib.parse.quote("^" + re.escape(prefix))
+        ints; histograms keep their text. The filter's metrics (which Envoy 1.40 lists as
+        `wasmcustom.semcache.*`) are returned without the `wasmcustom.` prefix."""
+        q = urllib.parse.quote("^(wasmcustom\\.)?" + re.escape(prefix))
         status, body = http_get(f"{self.admin_url}/stats?filter={q}")
         if status != 200:
             raise StackError(f"admin /stats answered {status}: {body[:200]!r}")
@@ -909,6 +910,7 @@ class Stack:
             name, sep, value = line.partition(": ")
             if not sep:
                 continue
+            name = name.removeprefix("wasmcustom.")
             value = value.strip()
             out[name] = int(value) if re.fullmatch(r"-?\d+", value) else value
         return out
@@ -936,7 +938,7 @@ class Stack:
     def describe(self) -> list[tuple[str, str, str]]:
         """(what, where, notes) rows for humans."""
         rows = [("Envoy listener", self.envoy_url, "POST /v1/chat/completions is cached"),
-                ("Envoy admin", self.admin_url, "/stats?filter=semcache"),
+                ("Envoy admin", self.admin_url, "/stats?filter=wasmcustom.semcache"),
                 ("Redis 8", f"redis://127.0.0.1:{self.redis_port}",
                  "vector sets" if self.backend_redis == "vector_sets" else "RediSearch")]
         rows.append(("semcache-bridge", self.bridge_url, "POST /v1/resp, GET /healthz"))
