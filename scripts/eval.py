@@ -419,6 +419,19 @@ def build_report(data: dict[str, list[dict]], results: dict, meta: dict) -> dict
             k["sweep"][split] = {"guards": sweep(ps, results["guards"]),
                                  "plain": sweep(ps, results["plain"])}
         tune, hold = split_pairs(pairs, "tune"), split_pairs(pairs, "holdout")
+        # Tuning half only: the traps answered wrongly and the should-hit pairs a guard vetoed.
+        k["tune_failures"] = []
+        for p in tune:
+            o = results["default"].get(p["id"], {})
+            wrong = not p["should_hit"] and o.get("hit")
+            lost = p["should_hit"] and o.get("veto")
+            if wrong or lost:
+                k["tune_failures"].append({
+                    "id": p["id"], "category": p["category"],
+                    "what": "wrong answer" if wrong else f"vetoed ({o.get('veto')})",
+                    "distance": o.get("distance"),
+                    "cached": p["cached"]["messages"][-1]["content"],
+                    "query": p["query"]["messages"][-1]["content"]})
         pb: dict = {}
         if tune:
             pb["tune"] = best_under_budget(tune, results["plain"])
@@ -517,6 +530,14 @@ def render_md(report: dict) -> str:
                       for s in splits]
             mark = " ←default" if m.get("default_threshold") is not None and abs(t - m["default_threshold"]) < 1e-9 else ""
             out.append(f"| {t:.2f}{mark} | " + " | ".join(cells) + " |")
+        if k.get("tune_failures"):
+            out += ["", "Tuning half at the shipped defaults: traps answered wrongly and should-hit "
+                    "pairs lost to a guard (final messages; the held-out half is not listed):", "",
+                    "| id | category | what | distance | cached | new |", "|---|---|---|---:|---|---|"]
+            for f in k["tune_failures"]:
+                cell = lambda t: t.replace("|", "\\|").replace("\n", " ")[:90]  # noqa: E731
+                out.append(f"| {f['id']} | {f['category']} | {f['what']} | {f['distance']} | "
+                           f"{cell(f['cached'])} | {cell(f['query'])} |")
         if k["errors"]:
             out += ["", f"**{len(k['errors'])} pair runs failed**, e.g.: "
                     + "; ".join(f"{e['id']}/{e['mode']}: {e['error']}" for e in k["errors"][:5])]

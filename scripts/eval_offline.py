@@ -102,8 +102,9 @@ def main():
             out[f"{kind}/{how}"] = res
             for split in ("tune", "holdout", "all"):
                 b = res[split]["best"]
-                print(f"{kind:14} {how:9} {split:8} plain cosine at wrong<=5%: threshold "
-                      f"{b['threshold']:.3f} served {b['served_pct']}% wrong {b['wrong_pct']}%")
+                t = "none" if b["threshold"] is None else f"{b['threshold']:.3f}"
+                print(f"{kind:14} {how:9} {split:8} plain cosine at wrong<=5%: threshold {t} "
+                      f"served {b['served_pct']}% wrong {b['wrong_pct']}%")
             print("  distance by category (all): " + ", ".join(
                 f"{c} med {v['median']}" for c, v in res["all"]["distance_by_category"].items()))
     os.makedirs(os.path.join(ev.ROOT, "target", "eval"), exist_ok=True)
