@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use crate::kernels::{add_rows, fill_rows, gelu, layer_norm_rows, softmax_rows};
-use crate::linear::linear;
+use crate::kernels::{add_rows, fill_rows, layer_norm_rows, softmax_rows};
+use crate::linear::{linear, Epilogue};
 use crate::matmul::{matmul, MatRef};
 use crate::weights::Weights;
 
@@ -137,7 +137,7 @@ impl Encoder {
             let x = &mut s.x[..t * h];
             let qkv = &mut s.qkv[..t * 3 * h];
             fill_rows(qkv, &layer.qkv_b);
-            linear(t, x, h, &layer.qkv_w, qkv, 3 * h, pool);
+            linear(t, x, h, &layer.qkv_w, qkv, 3 * h, Epilogue::None, pool);
             attention(
                 seqs,
                 qkv,
@@ -149,18 +149,26 @@ impl Encoder {
             // x = LN(x + ctx · Wo + bo)
             let tmp = &mut s.tmp[..t * h];
             add_rows(tmp, x, &layer.out_b);
-            linear(t, &s.ctx[..t * h], h, &layer.out_w, tmp, h, pool);
+            linear(
+                t,
+                &s.ctx[..t * h],
+                h,
+                &layer.out_w,
+                tmp,
+                h,
+                Epilogue::None,
+                pool,
+            );
             layer_norm_rows(tmp, h, &layer.ln1_w, &layer.ln1_b, eps);
             std::mem::swap(&mut s.x, &mut s.tmp);
             let x = &mut s.x[..t * h];
             // x = LN(x + gelu(x · W1 + b1) · W2 + b2)
             let inter = &mut s.inter[..t * im];
             fill_rows(inter, &layer.ff1_b);
-            linear(t, x, h, &layer.ff1_w, inter, im, pool);
-            gelu(inter);
+            linear(t, x, h, &layer.ff1_w, inter, im, Epilogue::Gelu, pool);
             let tmp = &mut s.tmp[..t * h];
             add_rows(tmp, x, &layer.ff2_b);
-            linear(t, inter, im, &layer.ff2_w, tmp, h, pool);
+            linear(t, inter, im, &layer.ff2_w, tmp, h, Epilogue::None, pool);
             layer_norm_rows(tmp, h, &layer.ln2_w, &layer.ln2_b, eps);
             std::mem::swap(&mut s.x, &mut s.tmp);
         }

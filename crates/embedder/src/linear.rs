@@ -56,6 +56,15 @@ impl PackedWeight {
     }
 }
 
+/// What to apply to the finished output, while it is still in cache and on the thread that
+/// computed it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Epilogue {
+    None,
+    /// GELU (erf form), for the intermediate layer.
+    Gelu,
+}
+
 /// A raw `*mut f32` that may cross threads: each thread writes only its own columns of C.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
@@ -63,8 +72,10 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// `c += a · w`: `a` is `m × k` row-major (row stride `lda`), `c` is `m × n` row-major (row
-/// stride `ldc`). With a pool, the panels are split between the calling thread and the pool.
+/// `c = epilogue(c + a · w)`: `a` is `m × k` row-major (row stride `lda`), `c` is `m × n`
+/// row-major (row stride `ldc`). With a pool, the panels are split between the calling thread
+/// and the pool.
+#[allow(clippy::too_many_arguments)]
 pub fn linear(
     m: usize,
     a: &[f32],
@@ -72,6 +83,7 @@ pub fn linear(
     w: &PackedWeight,
     c: &mut [f32],
     ldc: usize,
+    epilogue: Epilogue,
     pool: Option<&rayon::ThreadPool>,
 ) {
     let (k, n) = (w.k, w.n);
@@ -91,7 +103,7 @@ pub fn linear(
     let run = |p0: usize, p1: usize| {
         // SAFETY: bounds were checked above; the panel range [p0, p1) owns columns
         // [p0 * 16, min(p1 * 16, n)) of every row, disjoint from every other range.
-        unsafe { block(m, a.as_ptr(), lda, w, p0, p1, cp, ldc) }
+        unsafe { block(m, a.as_ptr(), lda, w, p0, p1, cp, ldc, epilogue) }
     };
     let threads = pool.map_or(1, |p| p.current_num_threads() + 1).min(np);
     // Small products are not worth waking another thread for.
@@ -126,6 +138,7 @@ unsafe fn block(
     p1: usize,
     c: SendPtr,
     ldc: usize,
+    epilogue: Epilogue,
 ) {
     let k = w.k;
     let kern = kernel_fn();
@@ -157,6 +170,13 @@ unsafe fn block(
                             }
                         }
                     }
+                }
+            }
+            if epilogue == Epilogue::Gelu && k0 + kc == k {
+                let (c0, c1) = (p0 * NR, (p1 * NR).min(w.n));
+                for r in m0..m0 + mc {
+                    let row = std::slice::from_raw_parts_mut(c.0.add(r * ldc + c0), c1 - c0);
+                    crate::kernels::gelu(row);
                 }
             }
         }
@@ -289,7 +309,7 @@ mod tests {
                 }
             }
         }
-        linear(m, &a, k, &pw, &mut c, n, pool);
+        linear(m, &a, k, &pw, &mut c, n, Epilogue::None, pool);
         for (i, (x, y)) in c.iter().zip(&want).enumerate() {
             assert!(
                 (x - y).abs() < 1e-3 * (1.0 + y.abs()),
@@ -319,6 +339,30 @@ mod tests {
             .expect("pool");
         check(100, 384, 160, Some(&pool));
         check(33, 1536, 384, Some(&pool));
+    }
+
+    #[test]
+    fn gelu_epilogue_matches_separate_gelu() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
+        let (m, k, n) = (20, 800, 200);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 70.0)
+            .collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 50.0)
+            .collect();
+        let pw = PackedWeight::pack(&w, k, n);
+        let mut fused = vec![0.1; m * n];
+        let mut plain = fused.clone();
+        linear(m, &a, k, &pw, &mut fused, n, Epilogue::Gelu, Some(&pool));
+        linear(m, &a, k, &pw, &mut plain, n, Epilogue::None, None);
+        crate::kernels::gelu(&mut plain);
+        for (x, y) in fused.iter().zip(&plain) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
     }
 
     #[test]
