@@ -19,7 +19,7 @@ use crate::request::{self, ApiKind, Endpoint};
 use crate::resp::{decode_replies, Pipeline};
 use crate::settings::Settings;
 use crate::sse::Assembler;
-use crate::store::{vset::VectorSets, Storage};
+use crate::store::{redisearch::Redisearch, vset::VectorSets, Storage, StoreError};
 
 /// What the host should do with the current callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +148,7 @@ enum State {
     /// Holding the end of the response while the answer is embedded for storing.
     EmbeddingForStore(Box<Ctx>, Completion, u64),
     /// Holding the end of the response while the store callout runs.
-    Storing,
+    Storing(Rc<dyn StorageDyn>),
     /// Answered from cache.
     Served,
     Done,
@@ -333,7 +333,8 @@ impl Machine {
         });
         let id = partition::entry_id(&ns, &p.exact);
         let storage: Rc<dyn StorageDyn> = match cfg.backend {
-            Backend::VectorSets | Backend::Redisearch => Rc::new(VectorSets::new(&cfg.key_prefix, &ns)),
+            Backend::VectorSets => Rc::new(VectorSets::new(&cfg.key_prefix, &ns)),
+            Backend::Redisearch => Rc::new(Redisearch::new(&cfg.key_prefix, &ns, &cfg.embeddings.model)),
         };
         let ctx = Box::new(Ctx {
             kind: parsed.kind,
@@ -427,8 +428,9 @@ impl Machine {
         match state {
             State::ExactLookup(mut ctx, started) => {
                 effects.push(Effect::Record(Histogram::LookupMs, now_ms.saturating_sub(started)));
-                let result = if ok { self.decode(&ctx, res.body, 2) } else { None }
-                    .and_then(|r| ctx.storage.parse_exact(&r, now).ok());
+                // Each back end has its own number of exact-lookup commands; it checks the count.
+                let result = if ok { self.decode(&ctx, res.body, count_frames(res.body)) } else { None }
+                    .and_then(|r| reply_ok(ctx.storage.parse_exact(&r, now), effects));
                 let Some(result) = result else {
                     return self.fail_open(ctx, Counter::ErrorLookup, "lookup", res.status, effects);
                 };
@@ -462,7 +464,8 @@ impl Machine {
                 effects.push(Effect::Record(Histogram::LookupMs, now_ms.saturating_sub(started)));
                 let replies = if ok { self.decode(&ctx, res.body, 1) } else { None };
                 let mut expired = std::mem::take(&mut ctx.expired);
-                let candidates = replies.and_then(|r| ctx.storage.parse_semantic(&r, now, &mut expired).ok());
+                let candidates =
+                    replies.and_then(|r| reply_ok(ctx.storage.parse_semantic(&r, now, &mut expired), effects));
                 ctx.expired = expired;
                 let Some(candidates) = candidates else {
                     return self.fail_open(ctx, Counter::ErrorLookup, "lookup", res.status, effects);
@@ -508,10 +511,10 @@ impl Machine {
                     }
                 }
             }
-            State::Storing => {
-                let stored = ok && decode_replies(res.body, count_frames(res.body)).is_ok_and(|r| {
-                    crate::store::first_error(&r).is_ok()
-                });
+            State::Storing(storage) => {
+                let stored = ok
+                    && decode_replies(res.body, count_frames(res.body))
+                        .is_ok_and(|r| reply_ok(storage.check_store(&r), effects).is_some());
                 if stored {
                     effects.push(Effect::Count(Counter::Stored, 1));
                 } else {
@@ -720,7 +723,7 @@ impl Machine {
         let entry = Entry::new(completion, &ctx.embed_text, now, ttl);
         let pipeline = ctx.storage.store(&ctx.id, vector, &entry, ttl, &ctx.expired);
         effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
-        self.state = State::Storing;
+        self.state = State::Storing(Rc::clone(&ctx.storage));
     }
 
     /// Whether the machine is waiting for a callout (so a failed dispatch must be reported).
@@ -731,9 +734,16 @@ impl Machine {
                 | State::Embedding(..)
                 | State::SemanticLookup(..)
                 | State::EmbeddingForStore(..)
-                | State::Storing
+                | State::Storing(_)
         )
     }
+}
+
+/// What Redis answered, logged (keyed apart from transport failures, so a schema mismatch is
+/// not hidden behind an earlier timeout's log line).
+fn reply_ok<T>(r: Result<T, StoreError>, effects: &mut Vec<Effect>) -> Option<T> {
+    r.map_err(|e| effects.push(warn("redis_reply", format!("semcache: Redis reply: {e}"))))
+        .ok()
 }
 
 /// The number of top-level RESP frames in a reply body (store replies vary in count).

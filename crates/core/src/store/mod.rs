@@ -1,6 +1,7 @@
 //! The storage seam: the commands the filter sends through the bridge, and how their replies
 //! are read. One implementation per Redis back end; the state machine only sees this trait.
 
+pub mod redisearch;
 pub mod vset;
 
 use crate::entry::Entry;
@@ -13,6 +14,13 @@ pub enum StoreError {
     Redis(String),
     #[error("unexpected reply shape: {0}")]
     Shape(&'static str),
+    /// An index under our name that does not take our vectors (created elsewhere with another
+    /// DIM): every lookup would miss, so it is reported instead.
+    #[error(
+        "index {index} does not take {dim}-d FP32 vectors ({detail}): it was created with another \
+         schema; drop it (FT.DROPINDEX {index}) or use another key_prefix"
+    )]
+    IndexMismatch { index: String, dim: usize, detail: String },
 }
 
 /// A semantic candidate: an entry and its cosine distance to the query.
