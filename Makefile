@@ -79,22 +79,37 @@ run: venv build wasm
 
 # --- tests ----------------------------------------------------------------------------------
 
-# Unit and integration tests of every crate. --release reuses the artifacts of `make build`
-# (one compile of the dependency graph instead of two) and keeps the embedder's model fast.
-.PHONY: cargo-test
-cargo-test: venv
-	@$(PATHS_ENV) set -x; $(CARGO) test --release --workspace $(CARGO_TEST_ARGS)
+# Everything `cargo test` compiles, built once in the release profile: the binaries the
+# end-to-end tests start are the same artifacts, so the dependency graph is compiled once (a
+# plain `--bins` build resolves features without dev-dependencies and would compile it again).
+# Release also keeps the embedder's model fast in tests.
+TEST_TARGETS := --workspace --lib --bins --tests --examples
 
-# End-to-end tests with the real Envoy, plus `envoy --mode validate` on every Envoy config and
-# the docker-compose / Istio checks (tests/test_deploy.py).
+.PHONY: build-tests
+build-tests:
+	$(CARGO) build --release $(TEST_TARGETS)
+
+CARGO_TEST = $(PATHS_ENV) $(CARGO) test --release --workspace $(CARGO_TEST_ARGS)
+PYTEST     = $(PATHS_ENV) $(PY) -m pytest tests/ $(PYTEST_ARGS)
+
+# Unit and integration tests of every crate (the bridge against a real Redis 8).
+.PHONY: cargo-test
+cargo-test: venv build-tests
+	$(CARGO_TEST)
+
+# End-to-end tests with the real Envoy, `envoy --mode validate` on every Envoy config, and the
+# docker-compose / Istio checks (tests/).
 .PHONY: e2e
-e2e: venv build wasm compose-tool
-	@$(PATHS_ENV) set -x; $(PY) -m pytest tests/ $(PYTEST_ARGS)
+e2e: venv build-tests wasm compose-tool
+	$(PYTEST)
 
 .PHONY: test
-test: venv rust-target compose-tool build wasm
-	@$(MAKE) --no-print-directory cargo-test
-	@$(MAKE) --no-print-directory e2e
+# Both halves run even if the first fails, so one run reports everything.
+test: venv rust-target compose-tool build-tests wasm
+	@status=0; \
+	( set -x; $(CARGO_TEST) ) || status=1; \
+	( set -x; $(PYTEST) ) || status=1; \
+	if [ $$status != 0 ]; then echo "make test: FAILED (see above)" >&2; fi; exit $$status
 
 .PHONY: lint
 lint: rust-target

@@ -211,8 +211,11 @@ def check_config():
     cargo = shutil.which("cargo")
     if cargo is None:
         pytest.skip("cargo not on PATH")
-    r = subprocess.run([cargo, "build", "--release", "-q", "-p", "semcache-core", "--example",
-                        "check_config"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    # The same cargo invocation as `make build-tests` (a no-op after it): building only this
+    # example would resolve features differently and recompile shared dependencies.
+    r = subprocess.run([cargo, "build", "--release", "-q", "--workspace", "--lib", "--bins",
+                        "--tests", "--examples"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=1800)
     assert r.returncode == 0, r.stderr
     exe = paths.path("target") / "release" / "examples" / "check_config"
 
