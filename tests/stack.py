@@ -83,13 +83,18 @@ class StackError(RuntimeError):
 # processes
 
 
+try:  # loaded once in the parent: the child must not dlopen between fork and exec
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux/glibc
+    _LIBC = None
+
+
 def _set_pdeathsig() -> None:
-    """In the child, before exec: die with the launcher even if it is SIGKILLed (Linux)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    """In the child, before exec: get SIGTERM when the launcher dies, even by SIGKILL (Linux).
+    The signal follows the *thread* that started the child, so start stacks from a thread that
+    outlives them (the main thread, in practice)."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _tail(path: Path, lines: int = 40) -> str:
