@@ -20,7 +20,11 @@ pub enum StoreError {
         "index {index} does not take {dim}-d FP32 vectors ({detail}): it was created with another \
          schema; drop it (FT.DROPINDEX {index}) or use another key_prefix"
     )]
-    IndexMismatch { index: String, dim: usize, detail: String },
+    IndexMismatch {
+        index: String,
+        dim: usize,
+        detail: String,
+    },
 }
 
 /// A semantic candidate: an entry and its cosine distance to the query.
@@ -53,7 +57,14 @@ pub trait Storage {
         expired: &mut Vec<String>,
     ) -> Result<Vec<Candidate>, StoreError>;
     /// One callout: store the entry and remove what is known to be expired.
-    fn store(&self, id: &str, vector: &[f32], entry: &Entry, ttl: u64, expired: &[String]) -> Pipeline;
+    fn store(
+        &self,
+        id: &str,
+        vector: &[f32],
+        entry: &Entry,
+        ttl: u64,
+        expired: &[String],
+    ) -> Pipeline;
     fn check_store(&self, replies: &[Reply]) -> Result<(), StoreError>;
 }
 

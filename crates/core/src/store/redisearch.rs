@@ -116,8 +116,26 @@ impl Redisearch {
     fn create_index(&self, p: &mut Pipeline, dim: usize) {
         let (index, prefix, dim) = (self.index(dim), self.entries_prefix(), dim.to_string());
         p.cmd(&[
-            "FT.CREATE", &index, "ON", "HASH", "PREFIX", "1", &prefix, "SCHEMA", "ns", "TAG", "v", "VECTOR", "HNSW",
-            "6", "TYPE", "FLOAT32", "DIM", &dim, "DISTANCE_METRIC", "COSINE",
+            "FT.CREATE",
+            &index,
+            "ON",
+            "HASH",
+            "PREFIX",
+            "1",
+            &prefix,
+            "SCHEMA",
+            "ns",
+            "TAG",
+            "v",
+            "VECTOR",
+            "HNSW",
+            "6",
+            "TYPE",
+            "FLOAT32",
+            "DIM",
+            &dim,
+            "DISTANCE_METRIC",
+            "COSINE",
         ]);
     }
 
@@ -146,13 +164,19 @@ impl Storage for Redisearch {
             _ => return Err(StoreError::Shape("HGET reply")),
         };
         // Redis expires the hashes itself: nothing to clean up.
-        Ok(ExactResult { entry, expired: Vec::new() })
+        Ok(ExactResult {
+            entry,
+            expired: Vec::new(),
+        })
     }
 
     fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline {
         self.query.set((max_distance + NEAR_MARGIN, vector.len()));
         // KNN, then the threshold in code: VECTOR_RANGE on HNSW missed near duplicates.
-        let query = format!("@ns:{{{}}}=>[KNN {k} @v $B EF_RUNTIME {ef} AS d]", escape_tag(&self.ns));
+        let query = format!(
+            "@ns:{{{}}}=>[KNN {k} @v $B EF_RUNTIME {ef} AS d]",
+            escape_tag(&self.ns)
+        );
         let k = k.to_string();
         let mut p = Pipeline::new();
         p.cmd(&[
@@ -247,7 +271,14 @@ impl Storage for Redisearch {
         Ok(out)
     }
 
-    fn store(&self, id: &str, vector: &[f32], entry: &Entry, ttl: u64, _expired: &[String]) -> Pipeline {
+    fn store(
+        &self,
+        id: &str,
+        vector: &[f32],
+        entry: &Entry,
+        ttl: u64,
+        _expired: &[String],
+    ) -> Pipeline {
         let mut p = Pipeline::new();
         self.create_index(&mut p, vector.len());
         let key = self.key(id);
@@ -275,5 +306,330 @@ impl Storage for Redisearch {
             _ => {}
         }
         first_error(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::decode_replies;
+
+    /// The entry JSON in the captured replies below (`Entry::to_json` of `entry(2000000000)`).
+    const ENTRY: &str = r#"{"e":2000000000,"t":1,"q":"q","m":"m","r":"a"}"#;
+
+    fn entry(exp: u64) -> Entry {
+        Entry {
+            expires_at: exp,
+            created_at: 1,
+            prompt: "q".into(),
+            model: "m".into(),
+            content: "a".into(),
+            usage: None,
+        }
+    }
+
+    fn rs() -> Redisearch {
+        Redisearch::new("sc", "n", "m")
+    }
+
+    fn text(p: Pipeline) -> String {
+        String::from_utf8_lossy(&p.into_bytes()).into_owned()
+    }
+
+    /// The commands of a pipeline, as lists of arguments; a binary one reads `<N bytes>`.
+    fn commands(p: Pipeline) -> Vec<Vec<String>> {
+        let n = p.len();
+        // A pipeline is RESP arrays of bulk strings: the reply decoder reads it as well.
+        decode_replies(&p.into_bytes(), n)
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| {
+                        let b = a.as_bytes().unwrap();
+                        String::from_utf8(b.to_vec())
+                            .unwrap_or_else(|_| format!("<{} bytes>", b.len()))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_carry_model_dimension_and_partition_tag() {
+        let r = Redisearch::new("sc", "0a1b", "sentence-transformers/all-MiniLM-L6-v2");
+        assert_eq!(
+            r.key("id1"),
+            "sc:e:sentence-transformers_all-minilm-l6-v2:{0a1b}:id1"
+        );
+        assert_eq!(
+            r.index(384),
+            "sc:idx:sentence-transformers_all-minilm-l6-v2:384"
+        );
+        assert_eq!(
+            model_tag("text-embedding-3-small"),
+            "text-embedding-3-small"
+        );
+        assert_eq!(model_tag("a:b {c}"), "a_b__c_");
+        assert_eq!(model_tag(""), "_");
+        assert_eq!(model_tag(&"x".repeat(100)).len(), MODEL_TAG_MAX);
+        assert_eq!(
+            r.id_of("sc:e:sentence-transformers_all-minilm-l6-v2:{0a1b}:id1"),
+            "id1"
+        );
+        assert_eq!(r.id_of("other"), "other");
+    }
+
+    #[test]
+    fn tag_values_are_escaped() {
+        assert_eq!(escape_tag("0a1b_f"), "0a1b_f");
+        assert_eq!(escape_tag("a-b.c"), r"a\-b\.c");
+        assert_eq!(escape_tag("x y|{z}:@"), r"x\ y\|\{z\}\:\@");
+        assert_eq!(escape_tag("é"), r"\é");
+    }
+
+    #[test]
+    fn exact_lookup_is_one_hget() {
+        assert_eq!(
+            commands(rs().exact_lookup("id", 5)),
+            vec![vec!["HGET", "sc:e:m:{n}:id", "a"]]
+        );
+    }
+
+    #[test]
+    fn exact_reply_serves_only_live_entries() {
+        let r = rs();
+        // Captured: HGET of a stored entry, then of a missing one.
+        let replies = decode_replies(
+            b"$46\r\n{\"e\":2000000000,\"t\":1,\"q\":\"q\",\"m\":\"m\",\"r\":\"a\"}\r\n$-1\r\n",
+            2,
+        )
+        .unwrap();
+        let hit = r.parse_exact(&replies[..1], 1_999_999_999).unwrap();
+        assert_eq!(hit.entry, Some(entry(2_000_000_000)));
+        assert!(hit.expired.is_empty());
+        // Redis has not expired the key yet, but its time is up: not served.
+        assert_eq!(
+            r.parse_exact(&replies[..1], 2_000_000_000).unwrap(),
+            ExactResult::default()
+        );
+        assert_eq!(
+            r.parse_exact(&replies[1..], 1).unwrap(),
+            ExactResult::default()
+        );
+        let err = decode_replies(b"-WRONGTYPE Operation against a key\r\n", 1).unwrap();
+        assert!(matches!(r.parse_exact(&err, 1), Err(StoreError::Redis(_))));
+        assert!(r.parse_exact(&replies, 1).is_err());
+    }
+
+    #[test]
+    fn semantic_lookup_is_a_knn_in_the_partition() {
+        let c = commands(rs().semantic_lookup(&[1.0, 0.0], 4, 0.2, 64));
+        assert_eq!(c.len(), 1);
+        let c = &c[0];
+        assert_eq!(
+            c[0..3],
+            [
+                "FT.SEARCH",
+                "sc:idx:m:2",
+                "@ns:{n}=>[KNN 4 @v $B EF_RUNTIME 64 AS d]"
+            ]
+        );
+        assert_eq!(c[3..6], ["PARAMS", "2", "B"]);
+        assert_eq!(c[6], "<8 bytes>", "two FP32 values");
+        assert_eq!(
+            c[7..],
+            ["SORTBY", "d", "RETURN", "2", "d", "a", "LIMIT", "0", "4", "DIALECT", "2"]
+        );
+    }
+
+    /// Captured from RediSearch 2.10.5 on Redis 8.2: KNN 4 of [1, 0.1] over a = [1, 0] and
+    /// b = [0.8, 0.6] in partition n.
+    const TWO_HITS: &[u8] = b"*5\r\n:2\r\n$10\r\nsc:e:{n}:a\r\n*4\r\n$1\r\nd\r\n$16\r\n0.00496286153793\r\n$1\r\na\r\n$46\r\n{\"e\":2000000000,\"t\":1,\"q\":\"q\",\"m\":\"m\",\"r\":\"a\"}\r\n$10\r\nsc:e:{n}:b\r\n*4\r\n$1\r\nd\r\n$14\r\n0.144268035889\r\n$1\r\na\r\n$46\r\n{\"e\":2000000000,\"t\":1,\"q\":\"q\",\"m\":\"m\",\"r\":\"a\"}\r\n";
+
+    #[test]
+    fn semantic_reply_gives_cosine_distances_nearest_first() {
+        let r = Redisearch::new("sc", "n", "m");
+        r.semantic_lookup(&[1.0, 0.1], 4, 0.2, 64);
+        let replies = decode_replies(TWO_HITS, 1).unwrap();
+        let mut expired = vec![];
+        let c = r.parse_semantic(&replies, 1, &mut expired).unwrap();
+        assert_eq!(c.len(), 2);
+        // 1 - cos([1, 0.1], [1, 0]) = 0.00496...; the same unit as score_threshold.
+        assert!((c[0].distance - (1.0 - 1.0 / 1.01f64.sqrt())).abs() < 1e-6);
+        assert!((c[1].distance - 0.144268).abs() < 1e-6);
+        assert_eq!(c[0].entry.content, "a");
+        assert!(expired.is_empty());
+        // Past its expiry: skipped, and nothing to clean up (Redis expires the hash).
+        assert!(r
+            .parse_semantic(&replies, 2_000_000_000, &mut expired)
+            .unwrap()
+            .is_empty());
+        assert!(expired.is_empty());
+    }
+
+    #[test]
+    fn candidates_far_past_the_threshold_are_dropped_like_vset_epsilon() {
+        let r = rs();
+        r.semantic_lookup(&[1.0, 0.1], 4, 0.1, 64);
+        let replies = decode_replies(TWO_HITS, 1).unwrap();
+        let c = r.parse_semantic(&replies, 1, &mut vec![]).unwrap();
+        // 0.144 > 0.1 + 0.02: not even reported as the nearest miss.
+        assert_eq!(c.len(), 1);
+        r.semantic_lookup(&[1.0, 0.1], 4, 0.13, 64);
+        assert_eq!(r.parse_semantic(&replies, 1, &mut vec![]).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn ids_come_back_without_the_key_prefix() {
+        let r = rs();
+        r.semantic_lookup(&[1.0, 0.0], 1, 0.2, 64);
+        let e = ENTRY;
+        let wire = format!("*3\r\n:1\r\n$12\r\nsc:e:m:{{n}}:x\r\n*4\r\n$1\r\nd\r\n$12\r\n-1.19209e-07\r\n$1\r\na\r\n${}\r\n{e}\r\n", e.len());
+        let c = r
+            .parse_semantic(&decode_replies(wire.as_bytes(), 1).unwrap(), 1, &mut vec![])
+            .unwrap();
+        assert_eq!(c[0].id, "x");
+        assert_eq!(c[0].distance, 0.0);
+    }
+
+    #[test]
+    fn empty_odd_and_expired_documents() {
+        let r = rs();
+        r.semantic_lookup(&[1.0, 0.0], 4, 0.2, 64);
+        // Captured: no document in the partition.
+        let none = decode_replies(b"*1\r\n:0\r\n", 1).unwrap();
+        assert!(r.parse_semantic(&none, 1, &mut vec![]).unwrap().is_empty());
+        // A document that expired during the query: key without fields (RediSearch < 8).
+        let gone = decode_replies(b"*3\r\n:1\r\n$1\r\nk\r\n*-1\r\n", 1).unwrap();
+        assert!(r.parse_semantic(&gone, 1, &mut vec![]).unwrap().is_empty());
+        let unreadable = decode_replies(
+            b"*3\r\n:1\r\n$1\r\nk\r\n*4\r\n$1\r\nd\r\n$1\r\n0\r\n$1\r\na\r\n$2\r\nno\r\n",
+            1,
+        )
+        .unwrap();
+        assert!(r
+            .parse_semantic(&unreadable, 1, &mut vec![])
+            .unwrap()
+            .is_empty());
+        let no_distance =
+            decode_replies(b"*3\r\n:1\r\n$1\r\nk\r\n*2\r\n$1\r\na\r\n$2\r\n{}\r\n", 1).unwrap();
+        assert!(matches!(
+            r.parse_semantic(&no_distance, 1, &mut vec![]),
+            Err(StoreError::Shape(_))
+        ));
+        let odd = decode_replies(b"*2\r\n:1\r\n$1\r\nk\r\n", 1).unwrap();
+        assert!(matches!(
+            r.parse_semantic(&odd, 1, &mut vec![]),
+            Err(StoreError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn missing_index_is_a_miss() {
+        let r = rs();
+        r.semantic_lookup(&[1.0, 0.0], 4, 0.2, 64);
+        for e in [
+            "-sc:idx:m:2: no such index\r\n", // captured, RediSearch 2.10
+            "-Unknown index name\r\n",
+            "-Index with name 'sc:idx:m:2' not found\r\n",
+        ] {
+            let replies = decode_replies(e.as_bytes(), 1).unwrap();
+            assert_eq!(
+                r.parse_semantic(&replies, 1, &mut vec![]).unwrap(),
+                vec![],
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn dimension_mismatch_is_an_error_naming_the_index() {
+        let r = rs();
+        r.semantic_lookup(&[1.0, 0.1, 0.2], 4, 0.2, 64);
+        // Captured: a 3-d query against an index of that name created with DIM 2.
+        let wire = b"-Error parsing vector similarity query: query vector blob size (12) does not match index's expected size (8).\r\n";
+        let replies = decode_replies(wire, 1).unwrap();
+        let err = r.parse_semantic(&replies, 1, &mut vec![]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::IndexMismatch { index, dim: 3, .. } if index == "sc:idx:m:3")
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("sc:idx:m:3") && msg.contains("3-d") && msg.contains("expected size (8)"),
+            "{msg}"
+        );
+        assert!(msg.contains("FT.DROPINDEX"), "{msg}");
+        let other = decode_replies(b"-Syntax error at offset 6 near a\r\n", 1).unwrap();
+        assert!(matches!(
+            r.parse_semantic(&other, 1, &mut vec![]),
+            Err(StoreError::Redis(_))
+        ));
+    }
+
+    #[test]
+    fn store_creates_the_index_then_sets_the_hash_with_a_ttl() {
+        let r = rs();
+        let c = commands(r.store("id", &[1.0, 0.0, 0.5], &entry(100), 60, &["old".into()]));
+        assert_eq!(
+            c.len(),
+            3,
+            "expired ids need no removal: Redis expires the hashes"
+        );
+        assert_eq!(
+            c[0],
+            [
+                "FT.CREATE",
+                "sc:idx:m:3",
+                "ON",
+                "HASH",
+                "PREFIX",
+                "1",
+                "sc:e:m:",
+                "SCHEMA",
+                "ns",
+                "TAG",
+                "v",
+                "VECTOR",
+                "HNSW",
+                "6",
+                "TYPE",
+                "FLOAT32",
+                "DIM",
+                "3",
+                "DISTANCE_METRIC",
+                "COSINE"
+            ]
+        );
+        assert_eq!(c[1][0..2], ["HSET", "sc:e:m:{n}:id"]);
+        assert_eq!(c[1][2], "v");
+        assert_eq!(c[1][3], "<12 bytes>");
+        assert_eq!(c[1][4..], ["ns", "n", "a", &entry(100).to_json()]);
+        assert_eq!(c[2], ["EXPIRE", "sc:e:m:{n}:id", "60"]);
+        assert!(text(r.store("id", &[1.0], &entry(100), 60, &[])).contains("DIM\r\n$1\r\n1\r\n"));
+    }
+
+    #[test]
+    fn an_existing_index_is_fine_other_errors_are_not() {
+        let r = rs();
+        // Captured: FT.CREATE of an existing index, HSET (4 new fields), EXPIRE.
+        let ok = decode_replies(b"-Index already exists\r\n:4\r\n:1\r\n", 3).unwrap();
+        assert_eq!(r.check_store(&ok), Ok(()));
+        let created = decode_replies(b"+OK\r\n:3\r\n:1\r\n", 3).unwrap();
+        assert_eq!(r.check_store(&created), Ok(()));
+        let no_module =
+            decode_replies(b"-ERR unknown command 'FT.CREATE'\r\n:4\r\n:1\r\n", 3).unwrap();
+        assert!(
+            matches!(r.check_store(&no_module), Err(StoreError::Redis(e)) if e.contains("FT.CREATE"))
+        );
+        let hset = decode_replies(
+            b"-Index already exists\r\n-OOM command not allowed\r\n:1\r\n",
+            3,
+        )
+        .unwrap();
+        assert!(r.check_store(&hset).is_err());
+        assert!(r.check_store(&[]).is_err());
     }
 }

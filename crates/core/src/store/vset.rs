@@ -156,7 +156,14 @@ impl Storage for VectorSets {
         Ok(out)
     }
 
-    fn store(&self, id: &str, vector: &[f32], entry: &Entry, ttl: u64, expired: &[String]) -> Pipeline {
+    fn store(
+        &self,
+        id: &str,
+        vector: &[f32],
+        entry: &Entry,
+        ttl: u64,
+        expired: &[String],
+    ) -> Pipeline {
         let mut p = Pipeline::new();
         for old in expired.iter().filter(|e| e.as_str() != id) {
             p.cmd(&["VREM", &self.vs, old]);
@@ -241,7 +248,8 @@ mod tests {
         let v = VectorSets::new("sc", "n");
         let a = entry(100).to_json();
         let b = entry(10).to_json();
-        let wire = format!(
+        let wire =
+            format!(
             "*6\r\n$1\r\na\r\n$4\r\n0.95\r\n${}\r\n{}\r\n$1\r\nb\r\n$4\r\n0.99\r\n${}\r\n{}\r\n",
             a.len(), a, b.len(), b
         );
