@@ -115,6 +115,7 @@ struct RawGuards {
     entities: Option<bool>,
     quoted: Option<bool>,
     scope: Option<bool>,
+    substitution: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +196,7 @@ pub struct GuardsConfig {
     pub entities: bool,
     pub quoted: bool,
     pub scope: bool,
+    pub substitution: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,7 +236,7 @@ pub struct Config {
 }
 
 /// Shipped default threshold, chosen from `make eval` on the tuning half (see README).
-pub const DEFAULT_SCORE_THRESHOLD: f64 = 0.2;
+pub const DEFAULT_SCORE_THRESHOLD: f64 = 0.18;
 
 fn non_empty(field: &str, v: Option<String>, default: Option<&str>) -> Result<String, ConfigError> {
     match v {
@@ -487,6 +489,7 @@ impl Config {
             entities: g.entities.unwrap_or(true),
             quoted: g.quoted.unwrap_or(true),
             scope: g.scope.unwrap_or(true),
+            substitution: g.substitution.unwrap_or(true),
         };
         let h = raw.headers.unwrap_or_default();
         let headers = HeaderNames {

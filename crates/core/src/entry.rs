@@ -18,7 +18,7 @@ pub struct Entry {
     /// Creation, unix seconds (for the `age` header).
     #[serde(rename = "t")]
     pub created_at: u64,
-    /// The canonical embedded text, which the guards compare.
+    /// The canonical guard text of the stored request, which the guards compare.
     #[serde(rename = "q")]
     pub prompt: String,
     #[serde(rename = "m")]

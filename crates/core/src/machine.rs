@@ -100,6 +100,7 @@ struct Ctx {
     stream: bool,
     include_usage: bool,
     embed_text: String,
+    guard_text: String,
     id: String,
     storage: Rc<dyn StorageDyn>,
     expired: Vec<String>,
@@ -342,6 +343,7 @@ impl Machine {
             stream: parsed.stream,
             include_usage: parsed.include_usage,
             embed_text: p.embed_text,
+            guard_text: p.guard_text,
             id,
             storage,
             expired: Vec::new(),
@@ -478,7 +480,7 @@ impl Machine {
                         }
                         break;
                     }
-                    match guards::check(&cfg.guards, &c.entry.prompt, &ctx.embed_text) {
+                    match guards::check(&cfg.guards, &c.entry.prompt, &ctx.guard_text) {
                         None => {
                             effects.push(Effect::Record(Histogram::HitDistance, (c.distance * 1e4).round() as u64));
                             return self.serve(&ctx, &c.entry, Some(c.distance), now, effects);
@@ -720,7 +722,7 @@ impl Machine {
             return;
         };
         let ttl = self.settings.config.ttl_seconds;
-        let entry = Entry::new(completion, &ctx.embed_text, now, ttl);
+        let entry = Entry::new(completion, &ctx.guard_text, now, ttl);
         let pipeline = ctx.storage.store(&ctx.id, vector, &entry, ttl, &ctx.expired);
         effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
         self.state = State::Storing(Rc::clone(&ctx.storage));

@@ -23,8 +23,12 @@ pub struct Prompt {
     pub system: String,
     /// Canonical dialog, role-tagged, for the exact tier.
     pub exact: String,
-    /// Text sent to the embeddings endpoint; also what the guards compare.
+    /// Text sent to the embeddings endpoint.
     pub embed_text: String,
+    /// What the guards compare: the final message, then the earlier *user* turns (most recent
+    /// first). Assistant turns are left out: they restate the user's facts in other words, and
+    /// their numbers and names would veto genuine rewordings of the same conversation.
+    pub guard_text: String,
     /// Number of non-system messages.
     pub dialog_len: usize,
 }
@@ -78,10 +82,21 @@ pub fn canonical(messages: &[Message], ignore_system_messages: bool) -> Prompt {
             embed_text.push_str(truncate_chars(text, CONTEXT_TURN_CHARS));
         }
     }
+    let mut guard_text = String::new();
+    if let Some(((_, last), earlier)) = dialog.split_last() {
+        guard_text.push_str(last);
+        for (role, text) in earlier.iter().rev().filter(|(r, _)| *r == "user") {
+            guard_text.push('\n');
+            guard_text.push_str(role);
+            guard_text.push_str(": ");
+            guard_text.push_str(text);
+        }
+    }
     Prompt {
         system,
         exact,
         embed_text,
+        guard_text,
         dialog_len: dialog.len(),
     }
 }
@@ -134,6 +149,7 @@ mod tests {
         assert!(f.embed_text.starts_with("yes, go ahead\nassistant: I can move it"));
         assert!(f.embed_text.ends_with("user: Can you rebook my flight to Oslo?"));
         assert_ne!(f.embed_text, h.embed_text);
+        assert_eq!(f.guard_text, "yes, go ahead\nuser: Can you rebook my flight to Oslo?");
     }
 
     #[test]
