@@ -44,20 +44,20 @@ fn grow(v: &mut Vec<f32>, n: usize) {
 pub struct Encoder {
     w: Arc<Weights>,
     s: Scratch,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Encoder {
-    /// `threads` is how many threads each linear layer may use: the caller plus `threads - 1`
-    /// pool threads owned by this encoder.
+    /// With `threads` > 1 the encoder owns a pool of that many threads and runs each forward
+    /// pass inside it, so that linear layers and attention heads can be shared out.
     pub fn new(w: Arc<Weights>, threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
         let pool = if threads > 1 {
-            Some(
+            Some(Arc::new(
                 rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads - 1)
+                    .num_threads(threads)
                     .thread_name(|i| format!("embedder-gemm-{i}"))
                     .build()?,
-            )
+            ))
         } else {
             None
         };
@@ -75,6 +75,13 @@ impl Encoder {
     /// Embeds each sequence of token ids (special tokens included, already truncated) into
     /// consecutive `dim()`-wide rows of `out`: unit-length mean-pooled vectors.
     pub fn embed(&mut self, seqs: &[&[u32]], out: &mut [f32]) -> Result<(), ForwardError> {
+        match self.pool.clone() {
+            Some(pool) => pool.install(|| self.embed_in(seqs, out)),
+            None => self.embed_in(seqs, out),
+        }
+    }
+
+    fn embed_in(&mut self, seqs: &[&[u32]], out: &mut [f32]) -> Result<(), ForwardError> {
         let cfg = &self.w.config;
         let h = cfg.hidden_size;
         let want = seqs.len() * h;
@@ -112,9 +119,9 @@ impl Encoder {
         grow(&mut s.qkv, t * 3 * h);
         grow(&mut s.ctx, t * h);
         grow(&mut s.inter, t * im);
-        grow(&mut s.scores, longest * longest);
+        grow(&mut s.scores, cfg.num_attention_heads * longest * longest);
         let eps = cfg.layer_norm_eps as f32;
-        let pool = self.pool.as_ref();
+        let pool = self.pool.as_deref();
 
         // Embeddings: word + (position + token type 0), then LayerNorm.
         let x = &mut s.x[..t * h];
@@ -145,6 +152,8 @@ impl Encoder {
                 &mut s.scores,
                 h,
                 cfg.num_attention_heads,
+                longest,
+                pool.is_some(),
             );
             // x = LN(x + ctx · Wo + bo)
             let tmp = &mut s.tmp[..t * h];
@@ -193,7 +202,10 @@ impl Encoder {
     }
 }
 
-/// Self-attention of every sequence, head by head: ctx = softmax(Q Kᵀ) V (Q pre-scaled).
+/// Self-attention of every sequence: ctx = softmax(Q Kᵀ) V per head (Q is pre-scaled). Heads
+/// are independent, so with `parallel` they are spread over the current rayon pool; each head
+/// has its own `longest²` slice of `scores` and writes only its own columns of `ctx`.
+#[allow(clippy::too_many_arguments)]
 fn attention(
     seqs: &[&[u32]],
     qkv: &[f32],
@@ -201,15 +213,18 @@ fn attention(
     scores: &mut [f32],
     h: usize,
     heads: usize,
+    longest: usize,
+    parallel: bool,
 ) {
     let d = h / heads;
-    let mut start = 0;
-    for seq in seqs {
-        let n = seq.len();
-        let rows = &qkv[start * 3 * h..(start + n) * 3 * h];
-        let out = &mut ctx[start * h..(start + n) * h];
-        let sc = &mut scores[..n * n];
-        for hd in 0..heads {
+    let t = ctx.len() / h;
+    let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+    let head = |hd: usize, sc: &mut [f32]| {
+        let mut start = 0;
+        for seq in seqs {
+            let n = seq.len();
+            let rows = &qkv[start * 3 * h..(start + n) * 3 * h];
+            let sc = &mut sc[..n * n];
             let q = MatRef {
                 data: &rows[hd * d..],
                 rs: 3 * h,
@@ -228,17 +243,45 @@ fn attention(
                 rs: 3 * h,
                 cs: 1,
             };
-            matmul(
-                n,
-                d,
-                n,
-                MatRef::rows(sc, n),
-                v,
-                &mut out[hd * d..],
-                h,
-                false,
-            );
+            // SAFETY: rows [start, start + n) of ctx, columns [hd*d, hd*d + d): in bounds (t rows
+            // of h) and written by this head only; no other reference to ctx is live.
+            let out = unsafe {
+                std::slice::from_raw_parts_mut(
+                    ctx_ptr.get().add(start * h + hd * d),
+                    (n - 1) * h + d,
+                )
+            };
+            matmul(n, d, n, MatRef::rows(sc, n), v, out, h, false);
+            start += n;
         }
-        start += n;
+        debug_assert!(start <= t);
+    };
+    let per_head = longest * longest;
+    let scores = &mut scores[..heads * per_head];
+    // Short inputs: attention is a few microseconds, not worth sharing out.
+    if parallel && per_head * seqs.len() >= 4096 {
+        use rayon::prelude::*;
+        scores
+            .par_chunks_mut(per_head)
+            .enumerate()
+            .for_each(|(hd, sc)| head(hd, sc));
+    } else {
+        for (hd, sc) in scores.chunks_mut(per_head).enumerate() {
+            head(hd, sc);
+        }
+    }
+}
+
+/// The `ctx` pointer shared by the attention heads, each writing its own columns.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: see `attention`: heads write disjoint columns.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// A method rather than `.0`, so closures capture the whole (Sync) wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }

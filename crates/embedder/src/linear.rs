@@ -73,8 +73,8 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 /// `c = epilogue(c + a · w)`: `a` is `m × k` row-major (row stride `lda`), `c` is `m × n`
-/// row-major (row stride `ldc`). With a pool, the panels are split between the calling thread
-/// and the pool.
+/// row-major (row stride `ldc`). With a pool, groups of panels are spread over its threads
+/// (cheaply when the caller already runs inside that pool).
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
     m: usize,
@@ -105,21 +105,22 @@ pub fn linear(
         // [p0 * 16, min(p1 * 16, n)) of every row, disjoint from every other range.
         unsafe { block(m, a.as_ptr(), lda, w, p0, p1, cp, ldc, epilogue) }
     };
-    let threads = pool.map_or(1, |p| p.current_num_threads() + 1).min(np);
+    let Some(pool) = pool else {
+        return run(0, np);
+    };
     // Small products are not worth waking another thread for.
-    if threads <= 1 || m * n * k < 1 << 18 {
+    if pool.current_num_threads() <= 1 || m * n * k < 1 << 18 {
         return run(0, np);
     }
-    let pool = pool.expect("threads > 1 implies a pool");
-    let per = np.div_ceil(threads);
-    pool.in_place_scope(|s| {
-        for t in 1..threads {
-            let (p0, p1) = ((t * per).min(np), ((t + 1) * per).min(np));
-            if p0 < p1 {
-                s.spawn(move |_| run(p0, p1));
-            }
-        }
-        run(0, per.min(np));
+    // Several chunks per thread, taken by work stealing: when another process holds one core,
+    // the thread that is running takes over the rest instead of the pass waiting for the other.
+    let chunks = (pool.current_num_threads() * 4).min(np.div_ceil(3)).max(1);
+    let per = np.div_ceil(chunks);
+    pool.install(|| {
+        use rayon::prelude::*;
+        (0..np.div_ceil(per))
+            .into_par_iter()
+            .for_each(|i| run(i * per, ((i + 1) * per).min(np)));
     });
 }
 
@@ -338,16 +339,17 @@ mod tests {
             .build()
             .expect("pool");
         check(100, 384, 160, Some(&pool));
+        check(300, 384, 1536, Some(&pool));
         check(33, 1536, 384, Some(&pool));
     }
 
     #[test]
     fn gelu_epilogue_matches_separate_gelu() {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
+            .num_threads(2)
             .build()
             .expect("pool");
-        let (m, k, n) = (20, 800, 200);
+        let (m, k, n) = (40, 800, 400);
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 70.0)
             .collect();
