@@ -154,11 +154,18 @@ impl Backend {
         }
     }
 
-    /// Ready means Redis answers PING and knows VADD (vector sets present).
+    /// Ready means Redis answers PING and has one of the cache's back ends: vector sets (VADD)
+    /// or the query engine (FT.SEARCH: Redis Stack, Azure Managed Redis, valkey-search).
     pub async fn health(&self) -> Result<(), String> {
         let mut pipe = redis::Pipeline::with_capacity(2);
         pipe.add_command(redis::cmd("PING"));
-        pipe.add_command(redis::cmd("COMMAND").arg("INFO").arg("VADD").clone());
+        pipe.add_command(
+            redis::cmd("COMMAND")
+                .arg("INFO")
+                .arg("VADD")
+                .arg("FT.SEARCH")
+                .clone(),
+        );
         let replies = match self {
             Self::Standalone(conn) => conn.clone().req_packed_commands(&pipe, 0, 2).await,
             Self::Cluster(conn) => {
@@ -169,12 +176,20 @@ impl Backend {
             }
         }
         .map_err(|e| BackendError::from_redis(&e).to_string())?;
-        match replies.as_slice() {
-            [Value::ServerError(e), _] => Err(format!("PING failed: {e}")),
-            [_, Value::Array(info)] if info.first().is_some_and(|v| *v != Value::Nil) => Ok(()),
-            [_, _] => Err("vector sets not available: COMMAND INFO VADD is empty".into()),
-            _ => Err("unexpected reply to health check".into()),
+        health_from(&replies)
+    }
+}
+
+/// The health verdict from the replies to `PING` and `COMMAND INFO VADD FT.SEARCH` (one entry
+/// per name, nil for an unknown command).
+fn health_from(replies: &[Value]) -> Result<(), String> {
+    match replies {
+        [Value::ServerError(e), _] => Err(format!("PING failed: {e}")),
+        [_, Value::Array(info)] if info.iter().any(|v| *v != Value::Nil) => Ok(()),
+        [_, _] => {
+            Err("neither vector sets (VADD) nor the query engine (FT.SEARCH) is available".into())
         }
+        _ => Err("unexpected reply to health check".into()),
     }
 }
 
@@ -312,5 +327,25 @@ async fn run_group(
                 .map_err(|e| BackendError::from_redis(&e))?;
             Ok(idx.into_iter().zip(check_count(replies, n)?).collect())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(known: [bool; 2]) -> Vec<Value> {
+        let entry = |k: bool| if k { Value::Array(vec![]) } else { Value::Nil };
+        vec![Value::Okay, Value::Array(known.map(entry).to_vec())]
+    }
+
+    #[test]
+    fn healthy_with_either_back_end() {
+        assert_eq!(health_from(&info([true, false])), Ok(()));
+        assert_eq!(health_from(&info([false, true])), Ok(()));
+        assert!(health_from(&info([false, false]))
+            .unwrap_err()
+            .contains("FT.SEARCH"));
+        assert!(health_from(&[Value::Okay]).is_err());
     }
 }
