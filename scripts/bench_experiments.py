@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Profiling experiments behind docs/bench.md (not part of `make bench`).
+
+Each experiment renders the stack's Envoy configuration with one change (nothing in the
+repository is modified), runs the same wrk rows as scripts/bench.py and reads Envoy's upstream
+connection counters, so the cause of a cost can be shown rather than guessed:
+
+  default   envoy/envoy.yaml as shipped (hold_request_headers + allow_on_headers_stop_iteration)
+  nohold    both off: the request headers go upstream before the cache decides (what Istio's
+            WasmPlugin, which cannot set allow_on_headers_stop_iteration, gets)
+  nohold_h2 nohold, and llm_upstream spoken to over HTTP/2 (the mock serves h2c): a hit still
+            starts an upstream request, but cancelling it resets one stream, not a connection
+  nohold_buffer  nohold, plus envoy.filters.http.buffer between the semcache filter and the
+            router: the upstream request starts only once the filter let the body through
+  hold_only hold_request_headers without allow_on_headers_stop_iteration (Envoy then does not
+            deliver the body to a filter that paused the headers)
+
+Rows: baseline (filter disabled on the route), off_route (filter active, route overlay
+{"enabled": false}: it reads the route's overlay and leaves), passthrough (cache-control:
+no-store), exact hit, and nocache_path_on/off: POST /pt/v1/embeddings through a route where the
+filter is active but the path is not a completion (the filter's cheapest exit) against the same
+path with the filter disabled.
+
+Usage: python scripts/bench_experiments.py [--variants default,nohold,...] [--duration 5] [--c1]
+Writes target/bench/experiments.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import bench  # noqa: E402
+from stack import Stack, default_plugin_config, http_get  # noqa: E402
+
+
+def _hcm(cfg: dict) -> dict:
+    for f in cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]:
+        if f["name"] == "envoy.filters.network.http_connection_manager":
+            return f["typed_config"]
+    raise ValueError("no http_connection_manager")
+
+
+class VariantStack(Stack):
+    def __init__(self, *a, variant: str = "default", **kw):
+        super().__init__(*a, **kw)
+        self.variant = variant
+
+    def render(self, **kw) -> dict:
+        cfg = super().render(**kw)
+        wasm = next((f for f in _hcm(cfg)["http_filters"] if f["name"] == "semcache"), None)
+        if wasm and self.variant.startswith(("nohold", "hold_only")):
+            wasm["typed_config"]["config"].pop("allow_on_headers_stop_iteration", None)
+        if self.variant.endswith("buffer"):
+            hcm = _hcm(cfg)
+            filters = hcm["http_filters"]
+            router = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.router")
+            filters.insert(router, {
+                "name": "envoy.filters.http.buffer",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                    "max_request_bytes": 2097152,
+                },
+            })
+        elif self.variant.endswith("h2"):
+            for c in cfg["static_resources"]["clusters"]:
+                if c["name"] == "llm_upstream":
+                    c["typed_extension_protocol_options"] = {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": {"http2_protocol_options": {}},
+                        }
+                    }
+        return cfg
+
+
+UPSTREAM_STATS = ("upstream_cx_total", "upstream_rq_total", "upstream_cx_destroy_local_with_active_rq",
+                  "upstream_rq_tx_reset")
+
+
+def upstream_stats(s: Stack) -> dict[str, int]:
+    q = urllib.parse.quote("^cluster\\.llm_upstream\\.(" + "|".join(UPSTREAM_STATS) + ")$")
+    body = http_get(f"{s.admin_url}/stats?filter={q}")[1].decode()
+    out = {}
+    for line in body.splitlines():
+        name, _, value = line.partition(": ")
+        out[name.rsplit(".", 1)[1]] = int(value)
+    return out
+
+
+def split_write_probe(base: str, body: str) -> str:
+    """POST with the headers and the body in two writes 50 ms apart; returns what came back."""
+    import socket
+    u = urllib.parse.urlsplit(base)
+    data = body.encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            f"{bench.TENANT}: split\r\ncontent-length: {len(data)}\r\n\r\n").encode()
+    with socket.create_connection((u.hostname, u.port), timeout=5) as sock:
+        sock.sendall(head)
+        time.sleep(0.05)
+        sock.sendall(data)
+        try:
+            first = sock.recv(200).split(b"\r\n", 1)[0].decode(errors="replace")
+            return first or "connection closed"
+        except socket.timeout:
+            return "no response within 5 s"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variants", default="default,nohold,nohold_h2,nohold_buffer,hold_only")
+    ap.add_argument("--c1", action="store_true", help="also run every row at concurrency 1")
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--out", default=str(ROOT / "target" / "bench"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    wrk = bench.Wrk(bench.ensure_wrk(), work, True)
+    exact = bench.chat_body(bench.EXACT_PROMPT)
+    wrk.bodies("fixed", [exact])
+    wrk.bodies("embed", [json.dumps({"input": "What is Redis?"})])
+    env = {"RUST_LOG": "warn",
+           "mock": {"SEMCACHE_MOCK_LLM_CHUNK_DELAY_MS": "0", "SEMCACHE_MOCK_LLM_LOG": "warn"}}
+    rows = {
+        "baseline": ("/nofilter/v1/chat/completions", "fixed", {}),
+        "off_route": ("/off/v1/chat/completions", "fixed", {}),
+        "passthrough": ("/v1/chat/completions", "fixed", {"cache-control": "no-store"}),
+        "exact_hit": ("/v1/chat/completions", "fixed", {bench.TENANT: "exact"}),
+        "nocache_path_off": ("/nofilter/v1/embeddings", "embed", {}),
+        "nocache_path_on": ("/pt/v1/embeddings", "embed", {}),
+    }
+    results: dict = {"conditions": {"loadavg_start": __import__("os").getloadavg()[0],
+                                    "git_rev": bench.git_rev(), "duration_s": args.duration}}
+    for variant in args.variants.split(","):
+        cfg = {**default_plugin_config()}
+        if variant.startswith("nohold"):
+            cfg["hold_request_headers"] = False
+        elif variant == "hold_only":
+            cfg["hold_request_headers"] = True
+        with VariantStack(cfg, mock_latency_ms=0, env=env, variant=variant,
+                          route_overlays=[("nofilter", None), ("pt", {}),
+                                          ("off", {"enabled": False})]) as s:
+            pids = {n: p.pid for n, p in s.procs.items()}
+            # Headers and body in separate writes, as many clients send them (httpx does).
+            probe = split_write_probe(s.envoy_url, exact)
+            results[variant] = {"split_write_request": probe}
+            print(f"{variant:8} a request whose body arrives after its headers: {probe}", flush=True)
+            try:
+                for _ in range(2):
+                    st, h, _ = bench.Client(s.envoy_url, timeout=5).post(
+                        "/v1/chat/completions", exact, {bench.TENANT: "exact"})
+                primed = h.get("x-semcache-match") == "exact"
+            except OSError as e:
+                results[variant]["error"] = f"a single request did not complete: {e}"
+                print(f"{variant}: a single request did not complete ({e})", flush=True)
+                continue
+            results[variant]["primed_exact_hit"] = primed
+            for name, (path, bodies, headers) in rows.items():
+                for c in (args.concurrency, 1) if args.c1 else (args.concurrency,):
+                    wrk.run(s.envoy_url + path, bodies, concurrency=c, duration=2, headers=headers)
+                    a = upstream_stats(s)
+                    r = wrk.run(s.envoy_url + path, bodies, concurrency=c, duration=args.duration,
+                                headers=headers, pids=pids)
+                    b = upstream_stats(s)
+                    r["upstream"] = {k: b.get(k, 0) - a.get(k, 0) for k in UPSTREAM_STATS}
+                    results[variant][f"{name}_c{c}"] = r
+                    print(f"{variant:8} {name:17} c={c:<3} p50 {r['p50_ms']:7.3f} p99 {r['p99_ms']:7.3f} "
+                          f"rps {r['rps']:7.0f} err {r['error_count']:5} envoy {r['cpu_us_per_req'].get('envoy', 0):5.0f}us/req "
+                          f"upstream cx {r['upstream']['upstream_cx_total']} rq {r['upstream']['upstream_rq_total']}",
+                          flush=True)
+    results["conditions"]["loadavg_end"] = __import__("os").getloadavg()[0]
+    (out / "experiments.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
