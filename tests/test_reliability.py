@@ -277,3 +277,299 @@ def test_embedder_slower_than_its_timeout_goes_upstream_uncached(make_stack, cli
     assert status(client.post(s.envoy_url + CHAT, json=q)) == "miss"
     assert status(client.post(s.envoy_url + CHAT, json=q)) == "hit"
     _assert_vm_intact(s)
+
+
+# ---------------------------------------------------------------------------------------------
+# upstream faults and bad input (one stack, mock embeddings)
+
+
+@pytest.fixture(scope="module")
+def fault_stack(filter_ready, tmp_path_factory):
+    if filter_ready is not None:
+        pytest.skip(filter_ready)
+    s = FaultStack(embeddings="mock", log_dir=tmp_path_factory.mktemp("fault-stack"),
+                   route_overlays=[("t", {}), ("few", {"max_message_count": 50})])
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+    # Envoy has stopped, so its log is complete.
+    lines = _vm_failure_lines(s)
+    assert not lines, "the wasm VM failed during this module:\n" + "\n".join(lines[:10])
+
+
+def _sse_text(raw: bytes) -> tuple[str, bool]:
+    """(content of the chat chunks, whether `data: [DONE]` came)."""
+    text, done = "", False
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if not line.startswith("data: "):
+            continue
+        data = line[len("data: "):]
+        if data == "[DONE]":
+            done = True
+            continue
+        for choice in json.loads(data).get("choices", []):
+            text += (choice.get("delta") or {}).get("content") or ""
+    return text, done
+
+
+def _never_stored(client: httpx.Client, s: Stack, before: dict[str, int], body: dict,
+                  path: str = CHAT) -> None:
+    """Nothing was stored since `before`, and the same request without fault is a fresh miss."""
+    assert cache_stats(s)["semcache.stores"] == before["semcache.stores"], "a faulty answer was stored"
+    again = client.post(s.envoy_url + path, json=body)
+    assert again.status_code == 200
+    assert status(again) == "miss", "a faulty answer was served from cache"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("fault", [{"x-mock-status": "500"},
+                                   {"x-mock-status": "429", "x-mock-retry-after": "7"},
+                                   {"x-mock-status": "503"}],
+                         ids=["500", "429", "503"])
+def test_upstream_error_passes_through_unchanged_and_is_never_stored(fault_stack, client, fault, stream):
+    s = fault_stack
+    q = chat(f"Upstream {fault['x-mock-status']} question {uuid.uuid4().hex}", stream=stream)
+    direct = _direct(client, s, json=q, headers=fault)
+    assert direct.status_code == int(fault["x-mock-status"])
+    before = cache_stats(s)
+    r = client.post(s.envoy_url + CHAT, json=q, headers=fault)
+    assert r.status_code == direct.status_code
+    assert r.content == direct.content
+    for h in ("content-type", "retry-after"):
+        assert r.headers.get(h) == direct.headers.get(h), h
+    assert status(r) == "miss"
+    assert cache_stats(s)["semcache.store_skipped.status"] == before["semcache.store_skipped.status"] + 1
+    _never_stored(client, s, before, q)
+    _assert_vm_intact(s)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_upstream_timeout_is_envoys_504_and_never_stored(fault_stack, client, stream):
+    """The upstream sits on the request (`x-mock-hold`) past the 500 ms timeout of route /t/."""
+    s = fault_stack
+    token = uuid.uuid4().hex
+    q = chat(f"A question the upstream sits on {token}", stream=stream)
+    timeouts = _cluster_stat(s, "cluster.llm_upstream.upstream_rq_timeout")
+    before = cache_stats(s)
+    url = s.envoy_url + ROUTE_TIMEOUT_PREFIX + CHAT
+    try:
+        if not stream:
+            r = client.post(url, json=q, headers={"x-mock-hold": token})
+            assert r.status_code == 504
+            assert r.text == "upstream request timeout"  # Envoy's own answer
+            assert status(r) == "miss"
+        else:
+            # The head and the first chunks were already sent: Envoy can only cut the stream.
+            got = b""
+            with pytest.raises(httpx.HTTPError):
+                with client.stream("POST", url, json=q, headers={"x-mock-hold": token}) as r:
+                    assert r.status_code == 200 and status(r) == "miss"
+                    for chunk in r.iter_raw():
+                        got += chunk
+            text, done = _sse_text(got)
+            assert text and not done, "the client got a cut stream, not a made-up end"
+    finally:
+        client.post(s.mock_url + f"/control/release/{token}")
+    assert _cluster_stat(s, "cluster.llm_upstream.upstream_rq_timeout") == timeouts + 1
+    _never_stored(client, s, before, q, path=ROUTE_TIMEOUT_PREFIX + CHAT)
+    # The timeout route caches like any other once the upstream answers in time.
+    assert status(client.post(url, json=q)) == "hit"
+    _assert_vm_intact(s)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_truncated_upstream_answer_reaches_the_client_cut_and_is_never_stored(fault_stack, client, stream):
+    s = fault_stack
+    q = chat(f"An answer cut in the middle {uuid.uuid4().hex}", stream=stream)
+    before = cache_stats(s)
+    got = b""
+    with pytest.raises(httpx.HTTPError):
+        with client.stream("POST", s.envoy_url + CHAT, json=q, headers={"x-mock-truncate": "2"}) as r:
+            assert r.status_code == 200 and status(r) == "miss"
+            for chunk in r.iter_raw():
+                got += chunk
+    if stream:
+        text, done = _sse_text(got)
+        assert text and not done
+    else:
+        with pytest.raises(ValueError):
+            json.loads(got)  # half a JSON document, as the upstream sent it
+    _never_stored(client, s, before, q)
+    _assert_vm_intact(s)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_gzip_upstream_answer_passes_through_and_is_never_stored(fault_stack, client, stream):
+    s = fault_stack
+    q = chat(f"A gzip-encoded answer {uuid.uuid4().hex}", stream=stream)
+    expected = answer(_direct(client, s, json={**q, "stream": False}))
+    before = cache_stats(s)
+    r = client.post(s.envoy_url + CHAT, json=q, headers={"x-mock-gzip": "1"})
+    assert r.status_code == 200
+    assert r.headers["content-encoding"] == "gzip"
+    assert status(r) == "miss"
+    if stream:
+        text, done = _sse_text(r.content)  # httpx decoded the gzip frames
+        assert (text, done) == (expected, True)
+    else:
+        assert answer(r) == expected
+    assert cache_stats(s)["semcache.store_skipped.encoded"] == before["semcache.store_skipped.encoded"] + 1
+    _never_stored(client, s, before, q)
+    _assert_vm_intact(s)
+
+
+JSON = {"content-type": "application/json"}
+BAD_REQUESTS = {
+    "malformed_json": (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "con', JSON),
+    "invalid_utf8_in_string": (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"caf\xe9 \xff\xfe"}]}', JSON),
+    "lone_surrogate_escape": (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"\\ud800 x"}]}', JSON),
+    "deeply_nested": (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"x":'
+                      + b"[" * 100_000 + b"]" * 100_000 + b"}", JSON),
+    "not_an_object": (b'[{"role":"user","content":"hi"}]', JSON),
+    "messages_not_an_array": (b'{"model":"gpt-4o-mini","messages":"hi"}', JSON),
+    "empty_body": (b"", JSON),
+    "form_data": (b"model=gpt-4o-mini&messages=hi", {"content-type": "application/x-www-form-urlencoded"}),
+    "gzip_request_body": (gzip.compress(json.dumps(chat("A gzipped request")).encode()),
+                          {**JSON, "content-encoding": "gzip"}),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_request_passes_through_unchanged_and_is_never_stored(fault_stack, client, case):
+    """The upstream's own answer (the mock's 400), a `bypass`, nothing stored, twice."""
+    s = fault_stack
+    body, headers = BAD_REQUESTS[case]
+    direct = _direct(client, s, content=body, headers=headers)
+    assert direct.status_code == 400
+    before = cache_stats(s)
+    for _ in range(2):
+        r = client.post(s.envoy_url + CHAT, content=body, headers=headers)
+        assert (r.status_code, r.content) == (direct.status_code, direct.content)
+        assert status(r) == "bypass"
+    after = cache_stats(s)
+    assert after["semcache.bypasses"] == before["semcache.bypasses"] + 2
+    assert after["semcache.stores"] == before["semcache.stores"]
+    _assert_vm_intact(s)
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize("size,chunked", [(MIB + 64, False), (MIB + 64, True),
+                                          (2 * MIB + 64, False), (2 * MIB + 64, True)],
+                         ids=["1MiB+cl", "1MiB+chunked", "2MiB+cl", "2MiB+chunked"])
+def test_body_over_the_limit_passes_through_and_is_never_stored(fault_stack, client, size, chunked):
+    """Over the filter's max_request_body_bytes (1 MiB): let through uncached. Over Envoy's own
+    buffer (2 MiB, per_connection_buffer_limit_bytes): with a content-length the filter lets it
+    through from the headers on; chunked, Envoy answers its own 413 when a read overflows the
+    buffer while the filter still reads the body (which depends on how the bytes arrive), else
+    it passes through too. Either way the answer is clear and nothing is stored."""
+    s = fault_stack
+    prompt = f"big {uuid.uuid4().hex} " + "x" * size
+    raw = json.dumps(chat(prompt)).encode()
+    assert len(raw) > size
+    expected = answer(_direct(client, s, content=raw, headers=JSON))
+    before = cache_stats(s)
+    calls = upstream_calls(client, s)
+    content = (lambda: iter([raw[i:i + 65536] for i in range(0, len(raw), 65536)])) if chunked \
+        else (lambda: raw)
+    passed = 0
+    for _ in range(2):
+        r = client.post(s.envoy_url + CHAT, content=content(), headers=JSON)
+        assert status(r) == "bypass"
+        if r.status_code == 413 and chunked and size > 2 * MIB:
+            assert r.text == "Payload Too Large"  # Envoy's, not the upstream's
+        else:
+            assert r.status_code == 200
+            assert answer(r) == expected  # the upstream got the whole body
+            passed += 1
+    assert upstream_calls(client, s) == calls + passed
+    after = cache_stats(s)
+    assert after["semcache.stores"] == before["semcache.stores"]
+    assert after["semcache.bypasses"] == before["semcache.bypasses"] + 2
+    _assert_vm_intact(s)
+
+
+def _many_messages(n: int, tag: str) -> dict:
+    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"} for i in range(n - 1)]
+    return {"model": "gpt-4o-mini", "messages": msgs + [{"role": "user", "content": f"last {tag}"}]}
+
+
+def test_huge_messages_array_passes_through_unchanged(fault_stack, client):
+    """20 000 tiny messages (~0.7 MB, under the 1 MiB limit): the upstream's answer, and if the
+    cache stores it (it is a valid request and max_message_count is unset), a hit is exactly
+    that answer. With max_message_count (route /few/: 50) it is bypassed and never stored."""
+    s = fault_stack
+    body = _many_messages(20_000, uuid.uuid4().hex)
+    raw = json.dumps(body).encode()
+    assert len(raw) < MIB
+    expected = answer(_direct(client, s, content=raw, headers=JSON))
+    first = client.post(s.envoy_url + CHAT, content=raw, headers=JSON)
+    assert first.status_code == 200 and answer(first) == expected
+    assert status(first) == "miss"
+    again = client.post(s.envoy_url + CHAT, content=raw, headers=JSON)
+    assert again.status_code == 200 and answer(again) == expected
+    assert status(again) in ("hit", "miss")
+
+    other = _many_messages(20_000, uuid.uuid4().hex)
+    raw = json.dumps(other).encode()
+    expected = answer(_direct(client, s, content=raw, headers=JSON))
+    before = cache_stats(s)
+    for _ in range(2):
+        r = client.post(s.envoy_url + "/few" + CHAT, content=raw, headers=JSON)
+        assert r.status_code == 200 and answer(r) == expected
+        assert status(r) == "bypass"
+    assert cache_stats(s)["semcache.stores"] == before["semcache.stores"]
+    _assert_vm_intact(s)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 8 says a huge messages array is never stored; the filter stores a valid 20 000-message "
+    "request under the 1 MiB limit (max_message_count is unset by default, so nothing limits it) "
+    "and the repeat is a hit. The hit is the correct answer (see the test above): the owner of the "
+    "filter decides whether the default should cap the message count or the requirement changes."))
+def test_huge_messages_array_is_never_stored(fault_stack, client):
+    s = fault_stack
+    raw = json.dumps(_many_messages(20_000, uuid.uuid4().hex)).encode()
+    assert status(client.post(s.envoy_url + CHAT, content=raw, headers=JSON)) == "miss"
+    assert status(client.post(s.envoy_url + CHAT, content=raw, headers=JSON)) != "hit"
+
+
+def test_json_sent_as_text_plain_passes_through_unchanged(fault_stack, client):
+    s = fault_stack
+    raw = json.dumps(chat(f"Plain text type {uuid.uuid4().hex}")).encode()
+    headers = {"content-type": "text/plain"}
+    expected = answer(_direct(client, s, content=raw, headers=headers))
+    for _ in range(2):
+        r = client.post(s.envoy_url + CHAT, content=raw, headers=headers)
+        assert r.status_code == 200 and answer(r) == expected
+        assert status(r) is not None
+    _assert_vm_intact(s)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 8 says a request with a wrong content type is never stored; the filter ignores the "
+    "request's content-type and caches a JSON body sent as text/plain when the upstream answers "
+    "it with a 200 (the mock ignores content-type too): the repeat is a hit. The hit is what the "
+    "upstream answered for that body; an upstream that refuses text/plain (4xx) is never cached."))
+def test_json_sent_as_text_plain_is_never_stored(fault_stack, client):
+    s = fault_stack
+    raw = json.dumps(chat(f"Plain text type {uuid.uuid4().hex}")).encode()
+    headers = {"content-type": "text/plain"}
+    assert status(client.post(s.envoy_url + CHAT, content=raw, headers=headers)) == "miss"
+    assert status(client.post(s.envoy_url + CHAT, content=raw, headers=headers)) != "hit"
+
+
+def test_filter_still_works_after_all_the_faults(fault_stack, client):
+    """Runs last in this module: a normal request is a miss, then a hit, and the VM never failed."""
+    s = fault_stack
+    q = chat(f"Still working? {uuid.uuid4().hex}")
+    expected = answer(_direct(client, s, json=q))
+    for label in ("miss", "hit"):
+        # Fresh connections, so both of Envoy's workers are likely to be asked.
+        with httpx.Client(timeout=30) as c:
+            r = c.post(s.envoy_url + CHAT, json=q)
+        assert (r.status_code, status(r), answer(r)) == (200, label, expected)
+    _assert_vm_intact(s)
