@@ -236,6 +236,9 @@ mod avx2 {
 
     use super::NR;
 
+    /// Prefetch distance in panel lines (measured: 24 beats none and 64 on this machine).
+    const PREFETCH_LINES: usize = 24;
+
     pub unsafe fn kernel(
         rows: usize,
         kc: usize,
@@ -274,6 +277,9 @@ mod avx2 {
         }
         for p in 0..kc {
             // Panel lines are 64-byte aligned.
+            // Software prefetch a few lines ahead: the first row tile streams the panel from
+            // memory, and the hardware prefetcher alone leaves a single core latency-bound.
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((p + PREFETCH_LINES) * NR) as *const i8);
             let b0 = _mm256_load_ps(b.add(p * NR));
             let b1 = _mm256_load_ps(b.add(p * NR + 8));
             for r in 0..R {
