@@ -172,7 +172,8 @@ impl Storage for Redisearch {
 
     fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline {
         self.query.set((max_distance + NEAR_MARGIN, vector.len()));
-        // KNN, then the threshold in code: VECTOR_RANGE on HNSW missed near duplicates.
+        // KNN, then the threshold in code: VECTOR_RANGE on HNSW missed near duplicates. No
+        // SORTBY (valkey-search has none): LIMIT 0 k keeps all k neighbours, sorted below.
         let query = format!(
             "@ns:{{{}}}=>[KNN {k} @v $B EF_RUNTIME {ef} AS d]",
             escape_tag(&self.ns)
@@ -187,8 +188,6 @@ impl Storage for Redisearch {
             b"2",
             b"B",
             &to_fp32_blob(vector),
-            b"SORTBY",
-            b"d",
             b"RETURN",
             b"2",
             b"d",
@@ -441,7 +440,7 @@ mod tests {
         assert_eq!(c[6], "<8 bytes>", "two FP32 values");
         assert_eq!(
             c[7..],
-            ["SORTBY", "d", "RETURN", "2", "d", "a", "LIMIT", "0", "4", "DIALECT", "2"]
+            ["RETURN", "2", "d", "a", "LIMIT", "0", "4", "DIALECT", "2"]
         );
     }
 
@@ -468,6 +467,32 @@ mod tests {
             .unwrap()
             .is_empty());
         assert!(expired.is_empty());
+    }
+
+    #[test]
+    fn unsorted_replies_come_out_nearest_first() {
+        // Without SORTBY the k neighbours come in index order (seen on RediSearch 2.10).
+        let doc = |key: &str, d: &str| {
+            format!(
+                "${}\r\n{key}\r\n*4\r\n$1\r\nd\r\n${}\r\n{d}\r\n$1\r\na\r\n${}\r\n{ENTRY}\r\n",
+                key.len(),
+                d.len(),
+                ENTRY.len()
+            )
+        };
+        let wire = format!(
+            "*7\r\n:3\r\n{}{}{}",
+            doc("sc:e:m:{n}:r9", "0.00216054916382"),
+            doc("sc:e:m:{n}:r17", "0.000328898429871"),
+            doc("sc:e:m:{n}:r35", "0.000774145126343")
+        );
+        let r = rs();
+        r.semantic_lookup(&[1.0, 0.1], 3, 0.2, 64);
+        let c = r
+            .parse_semantic(&decode_replies(wire.as_bytes(), 1).unwrap(), 1, &mut vec![])
+            .unwrap();
+        let ids: Vec<&str> = c.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["r17", "r35", "r9"]);
     }
 
     #[test]
