@@ -8,8 +8,8 @@
 
 /// Columns per panel: two 8-wide AVX vectors.
 pub const NR: usize = 16;
-/// Rows per micro-tile: 6 × 2 accumulators + 2 panel vectors + 1 broadcast = 15 of 16 registers.
-const MR: usize = 6;
+/// Most rows per micro-tile of any kernel (the AVX-512 one).
+const MAX_MR: usize = 24;
 /// Depth of one pass over a panel: KC × 16 floats (24 KiB) stay in L1 while the row tiles reuse it.
 const KC: usize = 384;
 /// Rows per outer block: MC × KC floats of A (≈ 180 KiB) stay in L2 while every panel visits them.
@@ -142,8 +142,8 @@ unsafe fn block(
     epilogue: Epilogue,
 ) {
     let k = w.k;
-    let kern = kernel_fn();
-    let mut tile = [0.0f32; MR * NR];
+    let (kern, mr) = kernel_fn();
+    let mut tile = [0.0f32; MAX_MR * NR];
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
         for m0 in (0..m).step_by(MC) {
@@ -151,8 +151,8 @@ unsafe fn block(
             for j in p0..p1 {
                 let panel = w.panels.as_ptr().add(j * k + k0) as *const f32;
                 let cols = (w.n - j * NR).min(NR);
-                for r0 in (m0..m0 + mc).step_by(MR) {
-                    let rows = MR.min(m0 + mc - r0);
+                for r0 in (m0..m0 + mc).step_by(mr) {
+                    let rows = mr.min(m0 + mc - r0);
                     let ap = a.add(r0 * lda + k0);
                     let cp = c.0.add(r0 * ldc + j * NR);
                     if cols == NR {
@@ -184,22 +184,29 @@ unsafe fn block(
     }
 }
 
-/// `c[rows × 16] += a[rows × kc] · panel[kc × 16]`, rows ≤ 6.
+/// `c[rows × 16] += a[rows × kc] · panel[kc × 16]`, rows ≤ the kernel's row count.
 type KernelFn = unsafe fn(usize, usize, *const f32, usize, *const f32, *mut f32, usize);
 
-fn kernel_fn() -> KernelFn {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS_AVX2: OnceLock<bool> = OnceLock::new();
-        if *HAS_AVX2.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        }) {
-            return avx2::kernel;
+/// The best kernel for this CPU and how many rows it takes at once (checked once).
+/// `SEMCACHE_EMBEDDER_KERNEL=avx2|portable` forces a lesser one, for comparisons.
+fn kernel_fn() -> (KernelFn, usize) {
+    use std::sync::OnceLock;
+    static BEST: OnceLock<(KernelFn, usize)> = OnceLock::new();
+    *BEST.get_or_init(|| {
+        let forced = std::env::var("SEMCACHE_EMBEDDER_KERNEL").unwrap_or_default();
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if forced.is_empty() && has!("avx512f") {
+                return (avx512::kernel as KernelFn, avx512::MR);
+            }
+            if forced != "portable" && has!("avx2") && has!("fma") {
+                return (avx2::kernel as KernelFn, avx2::MR);
+            }
         }
-    }
-    portable_kernel
+        let _ = forced;
+        (portable_kernel as KernelFn, 6)
+    })
 }
 
 /// Portable micro-kernel for CPUs without AVX2/FMA.
@@ -235,6 +242,9 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::NR;
+
+    /// Rows per tile: 6 × 2 accumulators + 2 panel vectors + 1 broadcast = 15 of 16 registers.
+    pub const MR: usize = 6;
 
     /// Prefetch distance in panel lines (measured: 24 beats none and 64 on this machine).
     const PREFETCH_LINES: usize = 24;
@@ -291,6 +301,65 @@ mod avx2 {
         for r in 0..R {
             _mm256_storeu_ps(c.add(r * ldc), lo[r]);
             _mm256_storeu_ps(c.add(r * ldc + 8), hi[r]);
+        }
+    }
+}
+
+/// AVX-512: one 16-wide register per row, so a tile is up to 24 rows (24 accumulators of 32
+/// registers) and a short sentence's rows take a single pass over each panel.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::NR;
+
+    pub const MR: usize = 24;
+    const PREFETCH_LINES: usize = 24;
+
+    macro_rules! dispatch {
+        ($rows:expr, $($r:literal)*; $args:tt) => {
+            match $rows {
+                $($r => tile::<$r> $args,)*
+                _ => {}
+            }
+        };
+    }
+
+    pub unsafe fn kernel(
+        rows: usize,
+        kc: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        dispatch!(rows, 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24;
+                  (kc, a, lda, b, c, ldc))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize>(
+        kc: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut acc = [_mm512_setzero_ps(); R];
+        for (r, v) in acc.iter_mut().enumerate() {
+            *v = _mm512_loadu_ps(c.add(r * ldc));
+        }
+        for p in 0..kc {
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((p + PREFETCH_LINES) * NR) as *const i8);
+            let bv = _mm512_load_ps(b.add(p * NR));
+            for (r, v) in acc.iter_mut().enumerate() {
+                *v = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(r * lda + p)), bv, *v);
+            }
+        }
+        for (r, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(c.add(r * ldc), *v);
         }
     }
 }
@@ -374,20 +443,36 @@ mod tests {
     }
 
     #[test]
-    fn portable_kernel_matches() {
+    fn every_kernel_and_row_count_matches_the_portable_one() {
+        let mut kernels: Vec<(&str, KernelFn, usize)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                kernels.push(("avx2", avx2::kernel, avx2::MR));
+            }
+            if has!("avx512f") {
+                kernels.push(("avx512", avx512::kernel, avx512::MR));
+            }
+        }
         let (k, n) = (37, 16);
-        let a: Vec<f32> = (0..3 * k).map(|i| i as f32 * 0.1).collect();
+        let a: Vec<f32> = (0..MAX_MR * k).map(|i| (i % 17) as f32 * 0.1).collect();
         let w: Vec<f32> = (0..k * n).map(|i| (i % 9) as f32).collect();
         let pw = PackedWeight::pack(&w, k, n);
-        let mut c1 = vec![1.0; 3 * n];
-        let mut c2 = c1.clone();
         let b = pw.panels.as_ptr() as *const f32;
-        unsafe {
-            portable_kernel(3, k, a.as_ptr(), k, b, c1.as_mut_ptr(), n);
-            kernel_fn()(3, k, a.as_ptr(), k, b, c2.as_mut_ptr(), n);
-        }
-        for (x, y) in c1.iter().zip(&c2) {
-            assert!((x - y).abs() < 1e-2, "{x} vs {y}");
+        for (name, kern, mr) in kernels {
+            for rows in 1..=mr {
+                let mut want = vec![1.0; rows * n];
+                let mut got = want.clone();
+                // SAFETY: a has rows × k floats, the panel k lines, c rows × n: all in bounds.
+                unsafe {
+                    portable_kernel(rows, k, a.as_ptr(), k, b, want.as_mut_ptr(), n);
+                    kern(rows, k, a.as_ptr(), k, b, got.as_mut_ptr(), n);
+                }
+                for (x, y) in got.iter().zip(&want) {
+                    assert!((x - y).abs() < 1e-2, "{name} rows={rows}: {x} vs {y}");
+                }
+            }
         }
     }
 }
