@@ -58,6 +58,19 @@ struct Args {
     /// Length of the throughput phase in seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Pid of the server given by --url, to report its CPU time (known when spawned).
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// User + system CPU seconds of a process, from /proc (Linux); `None` elsewhere.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
 }
 
 /// A server this client started; killed on drop.
@@ -117,13 +130,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (_server, base) = match args.url {
+    let (server, base) = match args.url {
         Some(u) => (None, u.trim_end_matches('/').to_string()),
         None => {
             let (s, u) = spawn_server(args.server)?;
             (Some(s), u)
         }
     };
+    let pid = args
+        .server_pid
+        .or_else(|| server.as_ref().map(|s| s.0.id()));
     let url = format!("{base}/v1/embeddings");
     let client = reqwest::Client::new();
 
@@ -146,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
     // Throughput: `concurrency` clients, each sending single-input requests back to back.
     let ok = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
+    let cpu0 = pid.and_then(cpu_seconds);
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::new();
@@ -169,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     let eps = ok.load(Ordering::Relaxed) as f64 / secs;
+    let cpu = cpu0.zip(pid.and_then(cpu_seconds)).map(|(a, b)| b - a);
 
     eprintln!(
         "latency: {} sequential requests, p50 {p50:.2} ms, p90 {:.2} ms, p99 {p99:.2} ms, max {:.2} ms",
@@ -182,6 +200,19 @@ async fn main() -> anyhow::Result<()> {
         ok.load(Ordering::Relaxed),
         refused.load(Ordering::Relaxed)
     );
+    if let Some(cpu) = cpu {
+        // On a shared machine the server gets only part of the cores; its own CPU time per
+        // embedding says what the cores would give it alone.
+        let per = cpu / ok.load(Ordering::Relaxed).max(1) as f64;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        eprintln!(
+            "server CPU: {cpu:.1} s over {secs:.1} s ({:.2} cores), {:.2} ms per embedding; \
+             CPU-bound capacity on {cores} idle cores ≈ {:.0} embeddings/s",
+            cpu / secs,
+            per * 1e3,
+            cores as f64 / per
+        );
+    }
     println!(
         "{}",
         json!({
