@@ -116,3 +116,33 @@ pub fn find_model_dir_from(start: &Path) -> Option<PathBuf> {
         pythons.pop()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_model_in_a_parent_venv_and_nowhere_else() {
+        let root = std::env::temp_dir().join(format!("embedder-config-{}", std::process::id()));
+        let model = root.join(".venv/lib/python3.11").join(MODEL_SUBDIR);
+        std::fs::create_dir_all(&model).expect("mkdir");
+        std::fs::write(model.join("model.safetensors"), b"").expect("write");
+        let deep = root.join("a/b/c");
+        std::fs::create_dir_all(&deep).expect("mkdir");
+
+        assert_eq!(find_model_dir_from(&deep), Some(model.clone()));
+        assert_eq!(find_model_dir_from(&root), Some(model));
+        assert!(find_model_dir_from(&std::env::temp_dir().join("nonexistent-dir-xyz")).is_none());
+        std::fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    #[test]
+    fn not_found_message_names_the_flag() {
+        let msg = ModelDirNotFound {
+            searched: vec![PathBuf::from("/somewhere")],
+        }
+        .to_string();
+        assert!(msg.contains("--model-dir"), "{msg}");
+        assert!(msg.contains("/somewhere"), "{msg}");
+    }
+}
