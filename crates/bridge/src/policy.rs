@@ -2,7 +2,7 @@
 //! Redis proxy.
 
 /// What the semantic cache sends (vector sets with their expiry index; RediSearch hashes and
-/// exactly the two `FT.*` commands that back end uses), plus a few harmless reads and writes
+/// exactly the three `FT.*` commands that back end uses), plus a few harmless reads and writes
 /// for diagnostics. Every command of `crates/core/src/store/*.rs` must be here.
 pub const DEFAULT_ALLOWED: &[&str] = &[
     "PING",
@@ -30,6 +30,7 @@ pub const DEFAULT_ALLOWED: &[&str] = &[
     "HGET",
     "FT.SEARCH",
     "FT.CREATE",
+    "FT.INFO",
 ];
 
 /// Commands that change the state of the connection they run on. All requests share one
@@ -159,7 +160,6 @@ mod tests {
             "DEBUG",
             "GETDEL",
             "FT.DROPINDEX",
-            "FT.INFO",
             "FT._LIST",
             "FT.AGGREGATE",
             "HGETALL",

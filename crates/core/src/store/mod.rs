@@ -14,10 +14,10 @@ pub enum StoreError {
     Redis(String),
     #[error("unexpected reply shape: {0}")]
     Shape(&'static str),
-    /// An index under our name that does not take our vectors (created elsewhere with another
-    /// DIM): every lookup would miss, so it is reported instead.
+    /// An index under our name that cannot serve our entries (created elsewhere with another
+    /// DIM or key prefix): every lookup would miss, so it is reported instead.
     #[error(
-        "index {index} does not take {dim}-d FP32 vectors ({detail}): it was created with another \
+        "index {index} cannot serve {dim}-d FP32 entries ({detail}): it was created with another \
          schema; drop it (FT.DROPINDEX {index}) or use another key_prefix"
     )]
     IndexMismatch {

@@ -7,7 +7,9 @@
 //!   The hash tag keeps a partition on one cluster slot, as in the vector-set layout.
 //! - `<prefix>:idx:<model>:<dim>`: the index over `<prefix>:e:<model>:`, one per embedding model
 //!   and dimension, created by every store (`FT.CREATE` answers "Index already exists" once it
-//!   is there), so it comes back by itself after a `FLUSHALL` or an `FT.DROPINDEX`. The model
+//!   is there), so it comes back by itself after a `FLUSHALL` or an `FT.DROPINDEX`; the same
+//!   store reads `FT.INFO` and reports an index of our name that cannot serve our entries
+//!   (another DIM or key prefix), which would otherwise miss quietly forever. The model
 //!   in the key prefix keeps each index to its own entries: a second model's vectors are neither
 //!   indexed twice nor counted as indexing failures by an index of another dimension.
 //!
@@ -33,9 +35,9 @@ pub struct Redisearch {
     prefix: String,
     model: String,
     ns: String,
-    /// `(largest distance worth returning, query dimension)`, remembered from
-    /// `semantic_lookup` for its parse.
-    query: Cell<(f64, usize)>,
+    /// `(largest distance worth returning, vector dimension)` of the last `semantic_lookup` or
+    /// `store`, for the parse of its replies.
+    last: Cell<(f64, usize)>,
 }
 
 /// The model as it appears in key and index names: lower-case ASCII letters, digits, `-`, `_`
@@ -96,7 +98,7 @@ impl Redisearch {
             prefix: prefix.to_string(),
             model: model_tag(embedding_model),
             ns: namespace.to_string(),
-            query: Cell::new((2.0, 0)),
+            last: Cell::new((2.0, 0)),
         }
     }
 
@@ -171,7 +173,7 @@ impl Storage for Redisearch {
     }
 
     fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline {
-        self.query.set((max_distance + NEAR_MARGIN, vector.len()));
+        self.last.set((max_distance + NEAR_MARGIN, vector.len()));
         // KNN, then the threshold in code: VECTOR_RANGE on HNSW missed near duplicates. No
         // SORTBY (valkey-search has none): LIMIT 0 k keeps all k neighbours, sorted below.
         let query = format!(
@@ -214,7 +216,7 @@ impl Storage for Redisearch {
             // Nothing stored yet for this model and dimension (or just flushed).
             Reply::Error(e) if is_missing_index(e) => return Ok(Vec::new()),
             Reply::Error(e) if is_dimension_mismatch(e) => {
-                let dim = self.query.get().1;
+                let dim = self.last.get().1;
                 return Err(StoreError::IndexMismatch {
                     index: self.index(dim),
                     dim,
@@ -232,7 +234,7 @@ impl Storage for Redisearch {
         if docs.len() % 2 != 0 {
             return Err(StoreError::Shape("FT.SEARCH key/fields pairs"));
         }
-        let window = self.query.get().0;
+        let window = self.last.get().0;
         let mut out = Vec::with_capacity(docs.len() / 2);
         for doc in docs.chunks_exact(2) {
             let key = doc[0].as_str().ok_or(StoreError::Shape("FT.SEARCH key"))?;
@@ -278,6 +280,7 @@ impl Storage for Redisearch {
         ttl: u64,
         _expired: &[String],
     ) -> Pipeline {
+        self.last.set((self.last.get().0, vector.len()));
         let mut p = Pipeline::new();
         self.create_index(&mut p, vector.len());
         let key = self.key(id);
@@ -292,20 +295,89 @@ impl Storage for Redisearch {
             entry.to_json().as_bytes(),
         ]);
         p.cmd(&["EXPIRE", &key, &ttl.to_string()]);
+        // An index of our name made elsewhere with another DIM or prefix never indexes our
+        // hashes, and a KNN over an empty partition does not even check the query's size: the
+        // cache would miss forever, quietly. FT.INFO shows it at the first store.
+        p.cmd(&["FT.INFO", &self.index(vector.len())]);
         p
     }
 
     fn check_store(&self, replies: &[Reply]) -> Result<(), StoreError> {
-        let Some((create, rest)) = replies.split_first() else {
-            return Err(StoreError::Shape("store expects FT.CREATE first"));
+        let [create, _hset, _expire, info] = replies else {
+            return Err(StoreError::Shape(
+                "store expects FT.CREATE, HSET, EXPIRE, FT.INFO",
+            ));
         };
         match create {
             Reply::Error(e) if e.to_ascii_lowercase().contains("already exists") => {}
             Reply::Error(e) => return Err(StoreError::Redis(format!("FT.CREATE: {e}"))),
             _ => {}
         }
-        first_error(rest)
+        first_error(&replies[1..3])?;
+        match info {
+            Reply::Error(e) => Err(StoreError::Redis(format!("FT.INFO: {e}"))),
+            info => self.check_index(info),
+        }
     }
+}
+
+impl Redisearch {
+    /// The index must take our vectors and cover our keys. FT.INFO's layout differs between
+    /// RediSearch and valkey-search, so only what is recognisable is checked.
+    fn check_index(&self, info: &Reply) -> Result<(), StoreError> {
+        let dim = self.last.get().1;
+        let mismatch = |detail: String| StoreError::IndexMismatch {
+            index: self.index(dim),
+            dim,
+            detail,
+        };
+        if let Some(d) = find_value(info, &["dim", "dimensions"]).and_then(parse_i64) {
+            if d != dim as i64 {
+                return Err(mismatch(format!("the index has DIM {d}")));
+            }
+        }
+        if let Some(Reply::Array(prefixes)) = find_value(info, &["prefixes", "key_prefixes"]) {
+            let ours = self.entries_prefix();
+            let covered = prefixes
+                .iter()
+                .filter_map(Reply::as_str)
+                .any(|p| ours.starts_with(p));
+            if !covered {
+                let theirs: Vec<&str> = prefixes.iter().filter_map(Reply::as_str).collect();
+                return Err(mismatch(format!(
+                    "the index covers key prefixes {theirs:?}, not {ours}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_i64(r: &Reply) -> Option<i64> {
+    match r {
+        Reply::Integer(i) => Some(*i),
+        other => other.as_str()?.trim().parse().ok(),
+    }
+}
+
+/// The value after the first `key` (any of `keys`, case-insensitive) in a nested
+/// `[name, value, ...]` reply, depth first.
+fn find_value<'a>(reply: &'a Reply, keys: &[&str]) -> Option<&'a Reply> {
+    let items = reply.as_array()?;
+    for (i, item) in items.iter().enumerate() {
+        let is_key = item
+            .as_str()
+            .is_some_and(|s| keys.iter().any(|k| s.eq_ignore_ascii_case(k)));
+        if is_key {
+            if let Some(v) = items.get(i + 1) {
+                return Some(v);
+            }
+        }
+        if let Some(v) = find_value(item, keys) {
+            return Some(v);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -600,7 +672,7 @@ mod tests {
         let c = commands(r.store("id", &[1.0, 0.0, 0.5], &entry(100), 60, &["old".into()]));
         assert_eq!(
             c.len(),
-            3,
+            4,
             "expired ids need no removal: Redis expires the hashes"
         );
         assert_eq!(
@@ -633,28 +705,82 @@ mod tests {
         assert_eq!(c[1][3], "<12 bytes>");
         assert_eq!(c[1][4..], ["ns", "n", "a", &entry(100).to_json()]);
         assert_eq!(c[2], ["EXPIRE", "sc:e:m:{n}:id", "60"]);
+        assert_eq!(c[3], ["FT.INFO", "sc:idx:m:3"]);
         assert!(text(r.store("id", &[1.0], &entry(100), 60, &[])).contains("DIM\r\n$1\r\n1\r\n"));
     }
 
+    /// Captured `FT.INFO` replies (RediSearch 2.10.5): an index of DIM 4 over `sc:e:m:` (ours
+    /// for 4-d vectors), one of DIM 8 over `sc:e:m:`, one of DIM 2 over `other:`.
+    const INFO_DIM4: &[u8] = include_bytes!("testdata/ft_info_dim4.resp");
+    const INFO_DIM8: &[u8] = include_bytes!("testdata/ft_info_dim8.resp");
+    const INFO_OTHER_PREFIX: &[u8] = include_bytes!("testdata/ft_info_other_prefix.resp");
+
+    /// The replies to a store of a `dim`-d vector: FT.CREATE, HSET, EXPIRE, FT.INFO.
+    fn store_replies(r: &Redisearch, dim: usize, create: &str, info: &[u8]) -> Vec<Reply> {
+        r.store("id", &vec![0.5; dim], &entry(100), 60, &[]);
+        let mut wire = format!("{create}\r\n:3\r\n:1\r\n").into_bytes();
+        wire.extend_from_slice(info);
+        decode_replies(&wire, 4).unwrap()
+    }
+
     #[test]
-    fn an_existing_index_is_fine_other_errors_are_not() {
+    fn an_existing_index_of_our_schema_is_fine_other_errors_are_not() {
         let r = rs();
-        // Captured: FT.CREATE of an existing index, HSET (4 new fields), EXPIRE.
-        let ok = decode_replies(b"-Index already exists\r\n:4\r\n:1\r\n", 3).unwrap();
+        let ok = store_replies(&r, 4, "-Index already exists", INFO_DIM4);
         assert_eq!(r.check_store(&ok), Ok(()));
-        let created = decode_replies(b"+OK\r\n:3\r\n:1\r\n", 3).unwrap();
-        assert_eq!(r.check_store(&created), Ok(()));
-        let no_module =
-            decode_replies(b"-ERR unknown command 'FT.CREATE'\r\n:4\r\n:1\r\n", 3).unwrap();
+        assert_eq!(
+            r.check_store(&store_replies(&r, 4, "+OK", INFO_DIM4)),
+            Ok(())
+        );
+        let no_module = store_replies(&r, 4, "-ERR unknown command 'FT.CREATE'", INFO_DIM4);
         assert!(
             matches!(r.check_store(&no_module), Err(StoreError::Redis(e)) if e.contains("FT.CREATE"))
         );
-        let hset = decode_replies(
-            b"-Index already exists\r\n-OOM command not allowed\r\n:1\r\n",
-            3,
-        )
-        .unwrap();
-        assert!(r.check_store(&hset).is_err());
+        let mut oom = ok.clone();
+        oom[1] = Reply::Error("OOM command not allowed".into());
+        assert!(r.check_store(&oom).is_err());
+        let mut no_info = ok.clone();
+        no_info[3] = Reply::Error("Unknown index name".into());
+        assert!(
+            matches!(r.check_store(&no_info), Err(StoreError::Redis(e)) if e.contains("FT.INFO"))
+        );
+        assert!(r.check_store(&ok[..3]).is_err());
         assert!(r.check_store(&[]).is_err());
+    }
+
+    #[test]
+    fn an_index_of_our_name_with_another_dim_or_prefix_is_reported_at_store() {
+        let r = rs();
+        let err = r
+            .check_store(&store_replies(&r, 3, "-Index already exists", INFO_DIM8))
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::IndexMismatch { index, dim: 3, .. } if index == "sc:idx:m:3")
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("DIM 8") && msg.contains("3-d"), "{msg}");
+        let err = r
+            .check_store(&store_replies(
+                &r,
+                2,
+                "-Index already exists",
+                INFO_OTHER_PREFIX,
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains(r#"["other:"]"#), "{err}");
+        // Nothing recognisable (another engine's layout): not reported.
+        let unknown = store_replies(&r, 4, "-Index already exists", b"*2\r\n+name\r\n+x\r\n");
+        assert_eq!(r.check_store(&unknown), Ok(()));
+    }
+
+    #[test]
+    fn find_value_walks_nested_pairs() {
+        let info = decode_replies(INFO_DIM8, 1).unwrap();
+        assert_eq!(find_value(&info[0], &["dim"]), Some(&Reply::Integer(8)));
+        assert_eq!(find_value(&info[0], &["DIMENSIONS", "nope"]), None);
+        assert_eq!(
+            find_value(&info[0], &["index_name"]).and_then(Reply::as_str),
+            Some("sc:idx:m:3")
+        );
     }
 }
