@@ -235,6 +235,10 @@ pub struct Config {
     pub hold_request_headers: bool,
 }
 
+/// Dialogs longer than this are not cached unless configured otherwise: a conversation of
+/// hundreds of turns is practically never repeated, and its entry would be large.
+pub const DEFAULT_MAX_MESSAGE_COUNT: u32 = 100;
+
 /// Shipped default threshold, chosen from `make eval` on the tuning half (see README).
 pub const DEFAULT_SCORE_THRESHOLD: f64 = 0.18;
 
@@ -424,10 +428,11 @@ impl Config {
             token: secret("bridge.token", b.token, "bridge.token_env", b.token_env)?,
         };
 
-        if raw.max_message_count == Some(0) {
+        let max_message_count = raw.max_message_count.unwrap_or(DEFAULT_MAX_MESSAGE_COUNT);
+        if !(1..=100_000).contains(&max_message_count) {
             return Err(field_err(
                 "max_message_count",
-                "expected at least 1 (omit it for no limit)",
+                format!("expected 1 to 100000 dialog messages, got {max_message_count}"),
             ));
         }
         let vary_by = raw.vary_by.unwrap_or_default();
@@ -510,7 +515,7 @@ impl Config {
             embeddings,
             bridge,
             ignore_system_messages: raw.ignore_system_messages.unwrap_or(false),
-            max_message_count: raw.max_message_count,
+            max_message_count: Some(max_message_count),
             vary_by,
             cache_statuses,
             max_request_body_bytes,

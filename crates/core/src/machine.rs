@@ -226,6 +226,14 @@ impl Machine {
         if has_directive(cache_control, "no-store") || bypass_header {
             return self.bypass(effects);
         }
+        // Completion APIs take JSON; a body declared as anything else is not ours to cache.
+        let json = header(head.headers, "content-type").is_none_or(|ct| {
+            let ct = ct.trim().to_ascii_lowercase();
+            ct.starts_with("application/json") || (ct.starts_with("application/") && ct.contains("+json"))
+        });
+        if !json {
+            return self.bypass(effects);
+        }
         let too_large = header(head.headers, "content-length")
             .and_then(|v| v.trim().parse::<usize>().ok())
             .is_some_and(|n| n > cfg.max_request_body_bytes);

@@ -371,6 +371,18 @@ fn not_ours_is_untouched_and_bad_bodies_bypass() {
         assert_eq!(a, Action::Continue);
         assert!(has(&fx, &Effect::Count(Counter::Bypass, 1)));
     }
+    for ct in ["text/plain", "application/x-www-form-urlencoded"] {
+        let mut m = machine();
+        let h = vec![("content-type".to_string(), ct.to_string())];
+        let mut fx = Vec::new();
+        m.on_request_headers(&RequestHead { method: "POST", path: "/v1/chat/completions", headers: &h, attributes: vec![] }, &mut fx);
+        assert!(has(&fx, &Effect::Count(Counter::Bypass, 1)), "{ct}");
+        assert!(!m.reading_body());
+    }
+    let many: Vec<String> = (0..101).map(|i| format!(r#"{{"role":"user","content":"m{i}"}}"#)).collect();
+    let huge = format!(r#"{{"model":"m","messages":[{}]}}"#, many.join(","));
+    let (_, fx) = start(&mut machine(), &[], huge.as_bytes());
+    assert!(has(&fx, &Effect::Count(Counter::Bypass, 1)), "over the default max_message_count");
     let mut m = machine_with(&CFG.replace("\"score_threshold\":0.2", "\"score_threshold\":0.2,\"max_message_count\":1"));
     let two = br#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]}"#;
     let (a, _) = start(&mut m, &[], two);
