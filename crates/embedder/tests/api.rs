@@ -279,3 +279,29 @@ fn missing_model_dir_fails_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/model"), "{err}");
 }
+
+#[tokio::test]
+async fn batches_split_over_several_forward_passes_give_the_same_vectors() {
+    // A 16-token budget forces one pass per input or two (each input here is 6–13 tokens).
+    let server = Server::start(&["--max-batch-tokens", "16"]);
+    let url = format!("{}/v1/embeddings", server.url);
+    let texts = [
+        "Hello, world!",
+        "What is the capital of France?",
+        "Paris is the capital and most populous city of France.",
+        "a",
+        "How do I reset my password?",
+    ];
+    let (status, batch) = post(&url, &json!({"input": texts})).await;
+    assert_eq!(status, 200, "{batch}");
+    let batched = vectors(&batch);
+    assert_eq!(batched.len(), texts.len());
+    for (text, got) in texts.iter().zip(&batched) {
+        let (status, single) = post(&url, &json!({"input": text})).await;
+        assert_eq!(status, 200);
+        assert!(
+            cosine(got, &vectors(&single)[0]) > 0.99999,
+            "{text:?} differs between batch and single"
+        );
+    }
+}
