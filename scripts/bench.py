@@ -507,8 +507,13 @@ def bench_memory(s: Stack, n: int, tenant: str) -> dict:
     before = redis_info_memory(s)
     keys_before = set(redis_keys(s))
     t = time.monotonic()
+    stats0 = s.stats()
     fill = fill_entries(s, n, tenant, seed=8)
     fill_s = time.monotonic() - t
+    fill["filter_counters"] = {k: v for k, v in stats_delta(stats0, s.stats()).items() if v}
+    skipped = {k: s.stats().get(k, 0) - stats0.get(k, 0) for k in stats0
+               if k.startswith("semcache.store_skipped.") and isinstance(stats0[k], int)}
+    fill["filter_counters"].update({k.split(".", 1)[1]: v for k, v in skipped.items() if v})
     time.sleep(0.5)
     s.redis_cli("MEMORY", "PURGE")
     after = redis_info_memory(s)
@@ -546,6 +551,7 @@ def bench_memory(s: Stack, n: int, tenant: str) -> dict:
                 v.decode() if isinstance(v, bytes) else v
     return {
         "entries": count, "fill_requests": fill["sent"], "fill_failed": fill["failed"],
+        "fill_filter_counters": fill["filter_counters"],
         "fill_seconds": round(fill_s, 1),
         "used_memory_before": before["used_memory"], "used_memory_after": after["used_memory"],
         "used_memory_delta": delta,
@@ -991,6 +997,20 @@ def markdown(report: dict) -> str:
     return "\n".join(L)
 
 
+DOCS = ROOT / "docs" / "bench.md"
+BEGIN, END = "<!-- bench results: begin (scripts/bench.py --update-docs) -->", "<!-- bench results: end -->"
+
+
+def update_docs(md: str) -> None:
+    text = DOCS.read_text()
+    a, b = text.find(BEGIN), text.find(END)
+    if a < 0 or b < a:
+        log(f"{DOCS} has no results markers; not updated")
+        return
+    DOCS.write_text(text[:a + len(BEGIN)] + "\n" + md.rstrip() + "\n" + text[b:])
+    log(f"updated {DOCS}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", default=os.environ.get("QUICK") not in (None, "", "0"),
@@ -999,6 +1019,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=None, help="seconds per row (20, quick 5)")
     ap.add_argument("--entries", type=int, default=None, help="entries for Redis memory (2000, quick 500)")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench"))
+    ap.add_argument("--update-docs", action="store_true",
+                    help="also replace the results block of docs/bench.md with this run's table")
     args = ap.parse_args()
 
     report = run(args)
@@ -1011,6 +1033,8 @@ def main() -> int:
     (out / "report.json").write_text(json.dumps(final, indent=2) + "\n")
     (out / "report.md").write_text(md)
     print(md)
+    if args.update_docs:
+        update_docs(md)
     met = sum(t["met"] for t in report["targets"])
     log(f"{met}/{len(report['targets'])} targets met; wrote {out / 'report.json'} and {out / 'report.md'}")
     return 0

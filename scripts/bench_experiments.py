@@ -14,6 +14,9 @@ connection counters, so the cause of a cost can be shown rather than guessed:
             router: the upstream request starts only once the filter let the body through
   hold_only hold_request_headers without allow_on_headers_stop_iteration (Envoy then does not
             deliver the body to a filter that paused the headers)
+  bridge_h2 as shipped, and the semcache_bridge callout cluster over HTTP/2 (the bridge serves
+            h2c with prior knowledge): one multiplexed connection per worker instead of one
+            HTTP/1.1 connection per concurrent callout
 
 Rows: baseline (filter disabled on the route), off_route (filter active, route overlay
 {"enabled": false}: it reads the route's overlay and leaves), passthrough (cache-control:
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -71,8 +76,9 @@ class VariantStack(Stack):
                 },
             })
         elif self.variant.endswith("h2"):
+            target = "semcache_bridge" if self.variant == "bridge_h2" else "llm_upstream"
             for c in cfg["static_resources"]["clusters"]:
-                if c["name"] == "llm_upstream":
+                if c["name"] == target:
                     c["typed_extension_protocol_options"] = {
                         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -93,6 +99,19 @@ def upstream_stats(s: Stack) -> dict[str, int]:
     for line in body.splitlines():
         name, _, value = line.partition(": ")
         out[name.rsplit(".", 1)[1]] = int(value)
+    return out
+
+
+def perf_dso(data: Path) -> dict[str, float]:
+    """Share of samples per object (self time): envoy (stripped), V8's JIT code (the wasm
+    module, shown as [unknown] / anonymous memory), libc, the kernel."""
+    rep = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "dso",
+                          "--stdio"], capture_output=True, text=True).stdout
+    out = {}
+    for line in rep.splitlines():
+        m = re.match(r"^\s+([0-9.]+)%\s+(\S.*)$", line)
+        if m:
+            out[m.group(2).strip()] = float(m.group(1))
     return out
 
 
@@ -118,6 +137,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default="default,nohold,nohold_h2,nohold_buffer,hold_only")
     ap.add_argument("--c1", action="store_true", help="also run every row at concurrency 1")
+    ap.add_argument("--perf", action="store_true",
+                    help="sample Envoy with `perf record` during each c=16 row; report time per DSO")
+    ap.add_argument("--rows", default=None, help="comma list of rows to run (default: all)")
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--out", default=str(ROOT / "target" / "bench"))
@@ -166,11 +188,23 @@ def main() -> int:
                 continue
             results[variant]["primed_exact_hit"] = primed
             for name, (path, bodies, headers) in rows.items():
+                if args.rows and name not in args.rows.split(","):
+                    continue
                 for c in (args.concurrency, 1) if args.c1 else (args.concurrency,):
                     wrk.run(s.envoy_url + path, bodies, concurrency=c, duration=2, headers=headers)
                     a = upstream_stats(s)
+                    perf = None
+                    if args.perf and c == args.concurrency:
+                        data = work / f"perf-{variant}-{name}.data"
+                        perf = subprocess.Popen(
+                            ["perf", "record", "-q", "-F", "999", "-g", "-o", str(data), "-p",
+                             str(pids["envoy"]), "--", "sleep", str(max(1, args.duration - 1))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     r = wrk.run(s.envoy_url + path, bodies, concurrency=c, duration=args.duration,
                                 headers=headers, pids=pids)
+                    if perf is not None:
+                        perf.wait()
+                        r["perf_dso"] = perf_dso(data)
                     b = upstream_stats(s)
                     r["upstream"] = {k: b.get(k, 0) - a.get(k, 0) for k in UPSTREAM_STATS}
                     results[variant][f"{name}_c{c}"] = r
@@ -178,6 +212,9 @@ def main() -> int:
                           f"rps {r['rps']:7.0f} err {r['error_count']:5} envoy {r['cpu_us_per_req'].get('envoy', 0):5.0f}us/req "
                           f"upstream cx {r['upstream']['upstream_cx_total']} rq {r['upstream']['upstream_rq_total']}",
                           flush=True)
+                    if r.get("perf_dso"):
+                        print("         perf (Envoy samples by object): " + ", ".join(
+                            f"{k} {v:.1f}%" for k, v in list(r["perf_dso"].items())[:6]), flush=True)
     results["conditions"]["loadavg_end"] = __import__("os").getloadavg()[0]
     (out / "experiments.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
