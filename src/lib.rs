@@ -17,7 +17,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action as HostAction, BufferType, ContextType, LogLevel, MapType};
 
 use semcache_core::config::Config;
-use semcache_core::machine::{Action, CalloutResult, Effect, LogLevel as CoreLevel, Machine, RequestHead};
+use semcache_core::machine::{
+    Action, CalloutResult, Effect, LogLevel as CoreLevel, Machine, RequestHead,
+};
 use semcache_core::settings::Settings;
 
 use crate::metrics::Metrics;
@@ -41,7 +43,9 @@ impl LogOnce {
             return;
         }
         let mut last = self.last.borrow_mut();
-        let due = last.get(key).is_none_or(|t| now_ms.saturating_sub(*t) >= 60_000);
+        let due = last
+            .get(key)
+            .is_none_or(|t| now_ms.saturating_sub(*t) >= 60_000);
         if due {
             last.insert(key, now_ms);
             log::warn!("{msg}");
@@ -89,9 +93,8 @@ impl RootContext for Root {
             log::error!("semcache config: the plugin configuration is not UTF-8");
             return false;
         };
-        let parsed = Config::parse(&text).and_then(|(config, value)| {
-            Settings::resolve(config, &env).map(|s| (s, value))
-        });
+        let parsed = Config::parse(&text)
+            .and_then(|(config, value)| Settings::resolve(config, &env).map(|s| (s, value)));
         let (settings, value) = match parsed {
             Ok(v) => v,
             Err(e) => {
@@ -136,6 +139,17 @@ struct Http {
     pending: Option<u32>,
 }
 
+/// A whole host buffer (request body, response chunk, callout body); empty when unavailable.
+fn read_buffer(buffer: BufferType, size: usize) -> Vec<u8> {
+    if size == 0 {
+        return Vec::new();
+    }
+    hostcalls::get_buffer(buffer, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 fn header(map: MapType, name: &str) -> Option<String> {
     hostcalls::get_map_value(map, name).ok().flatten()
 }
@@ -169,7 +183,11 @@ impl Http {
                 let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, Some(&value));
             }
             Effect::Dispatch(c) => {
-                let headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let headers: Vec<(&str, &str)> = c
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 match hostcalls::dispatch_http_call(
                     &c.cluster,
                     headers,
@@ -182,7 +200,10 @@ impl Http {
                         self.shared.log.log(
                             CoreLevel::Warn,
                             "dispatch",
-                            &format!("semcache: cannot call cluster {} ({status:?}); is it defined?", c.cluster),
+                            &format!(
+                                "semcache: cannot call cluster {} ({status:?}); is it defined?",
+                                c.cluster
+                            ),
                             now_ms(),
                         );
                         self.pending = None;
@@ -192,8 +213,15 @@ impl Http {
                     }
                 }
             }
-            Effect::SendResponse { status, headers, body } => {
-                let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Effect::SendResponse {
+                status,
+                headers,
+                body,
+            } => {
+                let headers: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 if let Err(e) = hostcalls::send_http_response(status, headers, Some(&body)) {
                     log::warn!("semcache: cannot send the cached response: {e:?}");
                     let _ = hostcalls::resume_http_request();
@@ -226,7 +254,13 @@ impl Http {
 }
 
 impl Context for Http {
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         if self.pending != Some(token) {
             return;
         }
@@ -237,17 +271,17 @@ impl Context for Http {
         } else {
             header(MapType::HttpCallResponseHeaders, ":status").and_then(|s| s.parse::<u16>().ok())
         };
-        let body = if body_size == 0 {
-            Vec::new()
-        } else {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        };
+        let body = read_buffer(BufferType::HttpCallResponseBody, body_size);
         let now = now_ms();
         self.step(|m, fx| {
-            m.on_callout(CalloutResult { status, body: &body }, now, fx);
+            m.on_callout(
+                CalloutResult {
+                    status,
+                    body: &body,
+                },
+                now,
+                fx,
+            );
             Action::Continue
         });
     }
@@ -278,7 +312,12 @@ impl HttpContext for Http {
             .collect();
         let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
         self.machine = Some(machine);
-        let head = RequestHead { method: &method, path: &path, headers: &headers, attributes };
+        let head = RequestHead {
+            method: &method,
+            path: &path,
+            headers: &headers,
+            attributes,
+        };
         let action = self.step(|m, fx| m.on_request_headers(&head, fx));
         if end_of_stream {
             let now = now_ms();
@@ -301,10 +340,7 @@ impl HttpContext for Http {
             // Envoy keeps buffering while we pause; the whole body is read at its end.
             return HostAction::Pause;
         }
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let body = read_buffer(BufferType::HttpRequestBody, body_size);
         let now = now_ms();
         self.step(|m, fx| m.on_request_body(&body, now, fx))
     }
@@ -313,10 +349,12 @@ impl HttpContext for Http {
         if self.machine.is_none() {
             return HostAction::Continue;
         }
-        let status = header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse::<u16>().ok());
+        let status =
+            header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse::<u16>().ok());
         let ct = header(MapType::HttpResponseHeaders, "content-type");
         let enc = header(MapType::HttpResponseHeaders, "content-encoding");
-        let action = self.step(|m, fx| m.on_response_headers(status, ct.as_deref(), enc.as_deref(), fx));
+        let action =
+            self.step(|m, fx| m.on_response_headers(status, ct.as_deref(), enc.as_deref(), fx));
         if end_of_stream {
             let now = now_ms();
             return self.step(|m, fx| m.on_response_body(&[], true, now, fx));
@@ -325,24 +363,25 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> HostAction {
-        if !self.machine.as_ref().is_some_and(Machine::wants_response_body) {
+        if !self
+            .machine
+            .as_ref()
+            .is_some_and(Machine::wants_response_body)
+        {
             return HostAction::Continue;
         }
         // Not buffering: body_size is this chunk, which passes through unchanged.
-        let chunk = if body_size == 0 {
-            Vec::new()
-        } else {
-            hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        };
+        let chunk = read_buffer(BufferType::HttpResponseBody, body_size);
         let now = now_ms();
         self.step(|m, fx| m.on_response_body(&chunk, end_of_stream, now, fx))
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> HostAction {
-        if !self.machine.as_ref().is_some_and(Machine::wants_response_body) {
+        if !self
+            .machine
+            .as_ref()
+            .is_some_and(Machine::wants_response_body)
+        {
             return HostAction::Continue;
         }
         let now = now_ms();

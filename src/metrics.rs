@@ -19,9 +19,15 @@ impl Metrics {
         }
         let mut histograms = HashMap::new();
         for h in Histogram::ALL {
-            histograms.insert(h, hostcalls::define_metric(MetricType::Histogram, h.name())?);
+            histograms.insert(
+                h,
+                hostcalls::define_metric(MetricType::Histogram, h.name())?,
+            );
         }
-        Ok(Metrics { counters, histograms })
+        Ok(Metrics {
+            counters,
+            histograms,
+        })
     }
 
     pub fn count(&self, c: Counter, n: u64) {

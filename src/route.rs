@@ -14,7 +14,13 @@ use serde_json::Value;
 
 use crate::LogOnce;
 
-const OVERLAY_PATH: [&str; 5] = ["xds", "route_metadata", "filter_metadata", "semcache", "config"];
+const OVERLAY_PATH: [&str; 5] = [
+    "xds",
+    "route_metadata",
+    "filter_metadata",
+    "semcache",
+    "config",
+];
 /// Overlays are few (one per route); the bound only protects against a pathological config.
 const MAX_OVERLAYS: usize = 256;
 
@@ -36,7 +42,9 @@ impl Routes {
 
     /// The settings for the current request's route; `None` means leave the request alone.
     pub fn for_current_route(&self, log: &LogOnce) -> Option<Rc<Settings>> {
-        let overlay = hostcalls::get_property(OVERLAY_PATH.to_vec()).ok().flatten();
+        let overlay = hostcalls::get_property(OVERLAY_PATH.to_vec())
+            .ok()
+            .flatten();
         let Some(bytes) = overlay else {
             return Some(Rc::clone(&self.base));
         };
@@ -53,7 +61,9 @@ impl Routes {
                 log.log(
                     LogLevel::Warn,
                     "overlay",
-                    &format!("semcache: route overlay rejected, caching disabled on that route: {e}"),
+                    &format!(
+                        "semcache: route overlay rejected, caching disabled on that route: {e}"
+                    ),
                     crate::now_ms(),
                 );
                 None

@@ -22,13 +22,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = Config::parse(&text).and_then(|(config, value)| match args.get(1).map(String::as_str) {
-        Some("--overlay") => match args.get(2) {
-            Some(overlay) => Config::with_overlay(&value, overlay),
-            None => Ok(config),
-        },
-        _ => Ok(config),
-    });
+    let result =
+        Config::parse(&text).and_then(|(config, value)| match args.get(1).map(String::as_str) {
+            Some("--overlay") => match args.get(2) {
+                Some(overlay) => Config::with_overlay(&value, overlay),
+                None => Ok(config),
+            },
+            _ => Ok(config),
+        });
     // Env secrets only need to exist where Envoy runs.
     let result = result.and_then(|c| Settings::resolve(c, &|_| Some("set-at-runtime".into())));
     match result {

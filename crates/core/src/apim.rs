@@ -12,9 +12,17 @@ use serde_json::{json, Map, Value};
 use crate::config::ConfigError;
 
 /// Elements that only structure an APIM policy document.
-const CONTAINERS: &[&str] = &["policies", "inbound", "outbound", "backend", "on-error", "base"];
-const LOOKUP: &[&str] = &["llm-semantic-cache-lookup", "azure-openai-semantic-cache-lookup"];
-const STORE: &[&str] = &["llm-semantic-cache-store", "azure-openai-semantic-cache-store"];
+const CONTAINERS: &[&str] = &[
+    "policies", "inbound", "outbound", "backend", "on-error", "base",
+];
+const LOOKUP: &[&str] = &[
+    "llm-semantic-cache-lookup",
+    "azure-openai-semantic-cache-lookup",
+];
+const STORE: &[&str] = &[
+    "llm-semantic-cache-store",
+    "azure-openai-semantic-cache-store",
+];
 
 fn err(msg: impl Into<String>) -> ConfigError {
     ConfigError::Apim(msg.into())
@@ -103,9 +111,12 @@ pub fn translate(xml: &str) -> Result<Value, ConfigError> {
     let mut seen_store = false;
     let mut vary_text = String::new();
     loop {
-        let ev = reader
-            .read_event()
-            .map_err(|e| err(format!("invalid XML at byte {}: {e}", reader.buffer_position())))?;
+        let ev = reader.read_event().map_err(|e| {
+            err(format!(
+                "invalid XML at byte {}: {e}",
+                reader.buffer_position()
+            ))
+        })?;
         match ev {
             Event::Eof => break,
             Event::Start(ref e) | Event::Empty(ref e) => {
@@ -193,7 +204,10 @@ fn lookup_attrs(
     for (k, v) in attrs {
         match k.as_str() {
             "score-threshold" => {
-                out.insert("score_threshold".into(), json!(parse_num::<f64>(elem, k, v)?));
+                out.insert(
+                    "score_threshold".into(),
+                    json!(parse_num::<f64>(elem, k, v)?),
+                );
             }
             "embeddings-backend-id" => {
                 embeddings.insert("cluster".into(), json!(v));
@@ -209,16 +223,18 @@ fn lookup_attrs(
                 embeddings.insert("auth_header".into(), json!("api_key"));
             }
             "ignore-system-messages" => {
-                out.insert("ignore_system_messages".into(), json!(parse_bool(elem, k, v)?));
+                out.insert(
+                    "ignore_system_messages".into(),
+                    json!(parse_bool(elem, k, v)?),
+                );
             }
             "max-message-count" => {
-                out.insert("max_message_count".into(), json!(parse_num::<u32>(elem, k, v)?));
+                out.insert(
+                    "max_message_count".into(),
+                    json!(parse_num::<u32>(elem, k, v)?),
+                );
             }
-            _ => {
-                return Err(err(format!(
-                    "unsupported attribute <{elem} {k}=\"{v}\">"
-                )))
-            }
+            _ => return Err(err(format!("unsupported attribute <{elem} {k}=\"{v}\">"))),
         }
     }
     if !embeddings.contains_key("cluster") {
@@ -240,11 +256,7 @@ fn store_attrs(
             "duration" => {
                 out.insert("ttl_seconds".into(), json!(parse_num::<u64>(elem, k, v)?));
             }
-            _ => {
-                return Err(err(format!(
-                    "unsupported attribute <{elem} {k}=\"{v}\">"
-                )))
-            }
+            _ => return Err(err(format!("unsupported attribute <{elem} {k}=\"{v}\">"))),
         }
     }
     Ok(())
@@ -315,13 +327,19 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("colour=\"red\""), "{e}");
-        let e = Config::parse(r#"<set-header name="x"/>"#).unwrap_err().to_string();
-        assert!(e.contains("<set-header>"), "{e}");
-        let e = Config::parse(r#"<llm-semantic-cache-lookup score-threshold="2" embeddings-backend-id="e"/>"#)
+        let e = Config::parse(r#"<set-header name="x"/>"#)
             .unwrap_err()
             .to_string();
+        assert!(e.contains("<set-header>"), "{e}");
+        let e = Config::parse(
+            r#"<llm-semantic-cache-lookup score-threshold="2" embeddings-backend-id="e"/>"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("score_threshold"), "{e}");
-        let e = Config::parse("<llm-semantic-cache-lookup").unwrap_err().to_string();
+        let e = Config::parse("<llm-semantic-cache-lookup")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("APIM"), "{e}");
     }
 }

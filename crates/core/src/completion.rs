@@ -135,7 +135,9 @@ mod tests {
             Gate::NotStop
         );
         assert_eq!(
-            chat(r#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"1"}]},"finish_reason":"tool_calls"}]}"#),
+            chat(
+                r#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"1"}]},"finish_reason":"tool_calls"}]}"#
+            ),
             Gate::ToolCalls
         );
         assert_eq!(

@@ -333,7 +333,10 @@ impl Config {
         // The JSON wrapper form: APIM XML plus JSON fields, where the JSON fields win.
         if let Some(policy) = obj.remove("apim_policy") {
             let Some(xml) = policy.as_str() else {
-                return Err(field_err("apim_policy", "expected a string holding APIM XML"));
+                return Err(field_err(
+                    "apim_policy",
+                    "expected a string holding APIM XML",
+                ));
             };
             let mut base = crate::apim::translate(xml)?;
             merge(&mut base, &value);
@@ -575,19 +578,31 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_and_what_was_expected() {
-        let e = err(r#"{"score_threshold":1.5,"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#);
-        assert!(e.contains("`score_threshold`") && e.contains("between 0.0 and 1.0"), "{e}");
-        let e = err(r#"{"embeddings":{"cluster":"e","timeout_ms":"fast"},"bridge":{"cluster":"b"}}"#);
+        let e =
+            err(r#"{"score_threshold":1.5,"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#);
+        assert!(
+            e.contains("`score_threshold`") && e.contains("between 0.0 and 1.0"),
+            "{e}"
+        );
+        let e =
+            err(r#"{"embeddings":{"cluster":"e","timeout_ms":"fast"},"bridge":{"cluster":"b"}}"#);
         assert!(e.contains("`embeddings.timeout_ms`"), "{e}");
         let e = err(r#"{"embeddings":{},"bridge":{"cluster":"b"}}"#);
         assert!(e.contains("`embeddings.cluster`: is required"), "{e}");
-        let e = err(r#"{"score_treshold":0.1,"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#);
+        let e =
+            err(r#"{"score_treshold":0.1,"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#);
         assert!(e.contains("unknown field `score_treshold`"), "{e}");
-        let e = err(r#"{"vary_by":[{"colour":"x"}],"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#);
+        let e = err(
+            r#"{"vary_by":[{"colour":"x"}],"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#,
+        );
         assert!(e.contains("vary_by[0]"), "{e}");
-        let e = err(r#"{"cache_statuses":[500],"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#);
+        let e = err(
+            r#"{"cache_statuses":[500],"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#,
+        );
         assert!(e.contains("`cache_statuses`"), "{e}");
-        let e = err(r#"{"bridge":{"cluster":"b","token":"x","token_env":"Y"},"embeddings":{"cluster":"e"}}"#);
+        let e = err(
+            r#"{"bridge":{"cluster":"b","token":"x","token_env":"Y"},"embeddings":{"cluster":"e"}}"#,
+        );
         assert!(e.contains("not both"), "{e}");
         assert!(err("[1]").contains("expected a JSON object"));
         assert!(err("").contains("empty"));
@@ -596,8 +611,11 @@ mod tests {
     #[test]
     fn overlay_merges_deeply_and_is_validated() {
         let (_, base) = Config::parse(MIN).unwrap();
-        let c = Config::with_overlay(&base, r#"{"score_threshold":0.05,"embeddings":{"timeout_ms":50}}"#)
-            .unwrap();
+        let c = Config::with_overlay(
+            &base,
+            r#"{"score_threshold":0.05,"embeddings":{"timeout_ms":50}}"#,
+        )
+        .unwrap();
         assert_eq!(c.score_threshold, 0.05);
         assert_eq!(c.embeddings.timeout_ms, 50);
         assert_eq!(c.embeddings.cluster, "emb");

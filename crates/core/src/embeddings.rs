@@ -68,7 +68,10 @@ pub fn parse_response(body: &[u8], expected_dims: Option<u32>) -> Result<Vec<f32
             });
         }
     }
-    if vector.is_empty() || vector.iter().any(|x| !x.is_finite()) || vector.iter().all(|x| *x == 0.0) {
+    if vector.is_empty()
+        || vector.iter().any(|x| !x.is_finite())
+        || vector.iter().all(|x| *x == 0.0)
+    {
         return Err(EmbeddingError::Degenerate);
     }
     Ok(vector)
@@ -91,7 +94,11 @@ mod tests {
     fn decodes_base64_and_float_forms_identically() {
         let v = [0.25f32, -1.5, 3.0];
         let b64 = base64::engine::general_purpose::STANDARD.encode(to_fp32_blob(&v));
-        let a = parse_response(format!(r#"{{"data":[{{"embedding":"{b64}"}}]}}"#).as_bytes(), Some(3)).unwrap();
+        let a = parse_response(
+            format!(r#"{{"data":[{{"embedding":"{b64}"}}]}}"#).as_bytes(),
+            Some(3),
+        )
+        .unwrap();
         let f = parse_response(br#"{"data":[{"embedding":[0.25,-1.5,3.0]}]}"#, None).unwrap();
         assert_eq!(a, v);
         assert_eq!(f, v);
@@ -99,15 +106,36 @@ mod tests {
 
     #[test]
     fn refuses_broken_responses() {
-        assert_eq!(parse_response(b"<html>", None), Err(EmbeddingError::NotJson));
-        assert_eq!(parse_response(br#"{"error":{}}"#, None), Err(EmbeddingError::Missing));
-        assert_eq!(parse_response(br#"{"data":[{"embedding":"!!"}]}"#, None), Err(EmbeddingError::Undecodable));
-        assert_eq!(parse_response(br#"{"data":[{"embedding":"AAA="}]}"#, None), Err(EmbeddingError::Undecodable));
+        assert_eq!(
+            parse_response(b"<html>", None),
+            Err(EmbeddingError::NotJson)
+        );
+        assert_eq!(
+            parse_response(br#"{"error":{}}"#, None),
+            Err(EmbeddingError::Missing)
+        );
+        assert_eq!(
+            parse_response(br#"{"data":[{"embedding":"!!"}]}"#, None),
+            Err(EmbeddingError::Undecodable)
+        );
+        assert_eq!(
+            parse_response(br#"{"data":[{"embedding":"AAA="}]}"#, None),
+            Err(EmbeddingError::Undecodable)
+        );
         assert_eq!(
             parse_response(br#"{"data":[{"embedding":[1.0,2.0]}]}"#, Some(3)),
-            Err(EmbeddingError::Dimensions { expected: 3, got: 2 })
+            Err(EmbeddingError::Dimensions {
+                expected: 3,
+                got: 2
+            })
         );
-        assert_eq!(parse_response(br#"{"data":[{"embedding":[0.0,0.0]}]}"#, None), Err(EmbeddingError::Degenerate));
-        assert_eq!(parse_response(br#"{"data":[{"embedding":[]}]}"#, None), Err(EmbeddingError::Degenerate));
+        assert_eq!(
+            parse_response(br#"{"data":[{"embedding":[0.0,0.0]}]}"#, None),
+            Err(EmbeddingError::Degenerate)
+        );
+        assert_eq!(
+            parse_response(br#"{"data":[{"embedding":[]}]}"#, None),
+            Err(EmbeddingError::Degenerate)
+        );
     }
 }

@@ -234,7 +234,14 @@ mod tests {
     }
 
     fn render(kind: ApiKind, stream: bool, include_usage: bool) -> Render<'static> {
-        Render { kind, stream, include_usage, request_model: "req", id: "abc", now: 150 }
+        Render {
+            kind,
+            stream,
+            include_usage,
+            request_model: "req",
+            id: "abc",
+            now: 150,
+        }
     }
 
     #[test]
@@ -248,11 +255,15 @@ mod tests {
 
     #[test]
     fn json_hit_is_a_valid_chat_completion() {
-        let (ct, body) = entry("Paris is the capital.").render(&render(ApiKind::Chat, false, false));
+        let (ct, body) =
+            entry("Paris is the capital.").render(&render(ApiKind::Chat, false, false));
         assert_eq!(ct, "application/json");
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["object"], "chat.completion");
-        assert_eq!(v["choices"][0]["message"]["content"], "Paris is the capital.");
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            "Paris is the capital."
+        );
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         assert_eq!(v["usage"]["total_tokens"], 12);
     }
@@ -278,7 +289,13 @@ mod tests {
 
     #[test]
     fn split_keeps_every_character() {
-        for t in ["", "one", "  lead and trail  ", "a b c d e f g h i", "émoji 🎉 ok yes no maybe"] {
+        for t in [
+            "",
+            "one",
+            "  lead and trail  ",
+            "a b c d e f g h i",
+            "émoji 🎉 ok yes no maybe",
+        ] {
             assert_eq!(split_chunks(t).concat(), t);
         }
         assert_eq!(split_chunks("a b c d e f").len(), 2);

@@ -42,8 +42,14 @@ impl Veto {
             Veto::Substitution => "substitution",
         }
     }
-    pub const ALL: [Veto; 6] =
-        [Veto::Numbers, Veto::Negation, Veto::Entities, Veto::Quoted, Veto::Scope, Veto::Substitution];
+    pub const ALL: [Veto; 6] = [
+        Veto::Numbers,
+        Veto::Negation,
+        Veto::Entities,
+        Veto::Quoted,
+        Veto::Scope,
+        Veto::Substitution,
+    ];
 }
 
 /// Runs the enabled guards in a fixed order; the first that objects names the veto.
@@ -57,7 +63,9 @@ pub fn check(cfg: &GuardsConfig, cached: &str, query: &str) -> Option<Veto> {
         return Some(Veto::Numbers);
     }
     if cfg.negation
-        && ((a.negations > 0) != (b.negations > 0) || prefix_antonym(&a, &b) || prefix_antonym(&b, &a))
+        && ((a.negations > 0) != (b.negations > 0)
+            || prefix_antonym(&a, &b)
+            || prefix_antonym(&b, &a))
     {
         return Some(Veto::Negation);
     }
@@ -79,19 +87,20 @@ pub fn check(cfg: &GuardsConfig, cached: &str, query: &str) -> Option<Veto> {
 
 /// Function words: swapping one for another ("how do I" / "how can I") changes no answer.
 const FUNCTION_WORDS: &[&str] = &[
-    "a", "an", "the", "i", "me", "my", "mine", "we", "our", "us", "you", "your", "it", "its", "they",
-    "them", "their", "he", "she", "his", "her", "this", "that", "these", "those", "is", "are", "was",
-    "were", "be", "been", "am", "do", "does", "did", "can", "could", "would", "should", "will",
-    "shall", "may", "might", "must", "have", "has", "had", "what", "whats", "which", "who", "how",
-    "why", "when", "where", "whats", "to", "of", "in", "on", "at", "for", "with", "by", "about",
-    "into", "onto", "and", "or", "but", "so", "if", "then", "please", "pls", "kindly", "hi",
-    "hello", "hey", "thanks", "just", "quick", "question", "some", "any", "get", "got", "there",
-    "here", "up", "out", "tell", "show", "give", "im", "ive", "id", "youre", "s", "t",
+    "a", "an", "the", "i", "me", "my", "mine", "we", "our", "us", "you", "your", "it", "its",
+    "they", "them", "their", "he", "she", "his", "her", "this", "that", "these", "those", "is",
+    "are", "was", "were", "be", "been", "am", "do", "does", "did", "can", "could", "would",
+    "should", "will", "shall", "may", "might", "must", "have", "has", "had", "what", "whats",
+    "which", "who", "how", "why", "when", "where", "whats", "to", "of", "in", "on", "at", "for",
+    "with", "by", "about", "into", "onto", "and", "or", "but", "so", "if", "then", "please", "pls",
+    "kindly", "hi", "hello", "hey", "thanks", "just", "quick", "question", "some", "any", "get",
+    "got", "there", "here", "up", "out", "tell", "show", "give", "im", "ive", "id", "youre", "s",
+    "t",
 ];
 
 const UNIT_WORDS: &[&str] = &[
-    "dollar", "dollars", "usd", "euro", "euros", "eur", "pound", "pounds", "gbp", "percent",
-    "am", "pm", "oclock",
+    "dollar", "dollars", "usd", "euro", "euros", "eur", "pound", "pounds", "gbp", "percent", "am",
+    "pm", "oclock",
 ];
 
 /// Words longer than this many tokens per side are a rewrite, not a swap.
@@ -106,7 +115,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -137,13 +148,20 @@ fn substituted(a: &[String], b: &[String]) -> bool {
     let mut lcs = vec![vec![0u16; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let common = lcs[0][0] as usize;
     // Mostly the same words: everything but a couple of tokens per side is shared.
     // Otherwise the same words: at most the swapped tokens differ, and enough is shared.
-    if n.saturating_sub(common) > MAX_SWAP_TOKENS || m.saturating_sub(common) > MAX_SWAP_TOKENS || common < 3 {
+    if n.saturating_sub(common) > MAX_SWAP_TOKENS
+        || m.saturating_sub(common) > MAX_SWAP_TOKENS
+        || common < 3
+    {
         return false;
     }
     // Walk the alignment, collecting replaced runs (deleted from a, inserted in b, adjacent).
@@ -212,8 +230,15 @@ struct Features {
 fn prenormalize(text: &str) -> String {
     let mut t = text.to_string();
     for (from, to) in [
-        ("a.m.", "am"), ("A.M.", "am"), ("p.m.", "pm"), ("P.M.", "pm"), ("U.S.A.", "US"),
-        ("U.S.", "US"), ("U.K.", "UK"), ("United States", "US"), ("United Kingdom", "UK"),
+        ("a.m.", "am"),
+        ("A.M.", "am"),
+        ("p.m.", "pm"),
+        ("P.M.", "pm"),
+        ("U.S.A.", "US"),
+        ("U.S.", "US"),
+        ("U.K.", "UK"),
+        ("United States", "US"),
+        ("United Kingdom", "UK"),
     ] {
         t = t.replace(from, to);
     }
@@ -221,7 +246,10 @@ fn prenormalize(text: &str) -> String {
 }
 
 fn alias(word: &str) -> &str {
-    ALIASES.iter().find(|(a, _)| *a == word).map_or(word, |(_, c)| c)
+    ALIASES
+        .iter()
+        .find(|(a, _)| *a == word)
+        .map_or(word, |(_, c)| c)
 }
 
 fn prefix_antonym(a: &Features, b: &Features) -> bool {
@@ -238,30 +266,110 @@ fn missing_quote(a: &Features, b: &Features) -> bool {
 }
 
 const NUMBER_WORDS: &[(&str, u32)] = &[
-    ("zero", 0), ("two", 2), ("three", 3), ("four", 4), ("five", 5), ("six", 6),
-    ("seven", 7), ("eight", 8), ("nine", 9), ("ten", 10), ("eleven", 11), ("twelve", 12),
-    ("thirteen", 13), ("fourteen", 14), ("fifteen", 15), ("sixteen", 16), ("seventeen", 17),
-    ("eighteen", 18), ("nineteen", 19), ("twenty", 20), ("thirty", 30), ("forty", 40),
-    ("fifty", 50), ("sixty", 60), ("seventy", 70), ("eighty", 80), ("ninety", 90),
-    ("hundred", 100), ("thousand", 1000), ("dozen", 12), ("noon", 720), ("midnight", 0),
+    ("zero", 0),
+    ("two", 2),
+    ("three", 3),
+    ("four", 4),
+    ("five", 5),
+    ("six", 6),
+    ("seven", 7),
+    ("eight", 8),
+    ("nine", 9),
+    ("ten", 10),
+    ("eleven", 11),
+    ("twelve", 12),
+    ("thirteen", 13),
+    ("fourteen", 14),
+    ("fifteen", 15),
+    ("sixteen", 16),
+    ("seventeen", 17),
+    ("eighteen", 18),
+    ("nineteen", 19),
+    ("twenty", 20),
+    ("thirty", 30),
+    ("forty", 40),
+    ("fifty", 50),
+    ("sixty", 60),
+    ("seventy", 70),
+    ("eighty", 80),
+    ("ninety", 90),
+    ("hundred", 100),
+    ("thousand", 1000),
+    ("dozen", 12),
+    ("noon", 720),
+    ("midnight", 0),
 ];
 
 const DATE_WORDS: &[&str] = &[
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
-    "january", "february", "march", "april", "june", "july", "august", "september",
-    "october", "november", "december", "today", "tomorrow", "yesterday", "tonight",
-    "morning", "afternoon", "evening", "weekend", "weekday", "weekdays", "weekends",
-    "spring", "summer", "autumn", "winter", "christmas", "easter", "week", "month", "year",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "tonight",
+    "morning",
+    "afternoon",
+    "evening",
+    "weekend",
+    "weekday",
+    "weekdays",
+    "weekends",
+    "spring",
+    "summer",
+    "autumn",
+    "winter",
+    "christmas",
+    "easter",
+    "week",
+    "month",
+    "year",
 ];
 
 const MONTH_ABBREV: &[(&str, &str)] = &[
-    ("jan", "january"), ("feb", "february"), ("apr", "april"), ("jun", "june"), ("jul", "july"),
-    ("aug", "august"), ("sep", "september"), ("sept", "september"), ("oct", "october"),
-    ("nov", "november"), ("dec", "december"), ("mon", "monday"), ("tue", "tuesday"),
-    ("wed", "wednesday"), ("thu", "thursday"), ("fri", "friday"), ("sat", "saturday"),
-    ("sun", "sunday"), ("weekends", "weekend"), ("weekdays", "weekday"), ("weekly", "week"),
-    ("weeks", "week"), ("monthly", "month"), ("months", "month"), ("yearly", "year"),
-    ("annual", "year"), ("annually", "year"), ("years", "year"),
+    ("jan", "january"),
+    ("feb", "february"),
+    ("apr", "april"),
+    ("jun", "june"),
+    ("jul", "july"),
+    ("aug", "august"),
+    ("sep", "september"),
+    ("sept", "september"),
+    ("oct", "october"),
+    ("nov", "november"),
+    ("dec", "december"),
+    ("mon", "monday"),
+    ("tue", "tuesday"),
+    ("wed", "wednesday"),
+    ("thu", "thursday"),
+    ("fri", "friday"),
+    ("sat", "saturday"),
+    ("sun", "sunday"),
+    ("weekends", "weekend"),
+    ("weekdays", "weekday"),
+    ("weekly", "week"),
+    ("weeks", "week"),
+    ("monthly", "month"),
+    ("months", "month"),
+    ("yearly", "year"),
+    ("annual", "year"),
+    ("annually", "year"),
+    ("years", "year"),
 ];
 
 const NEGATIONS: &[&str] = &[
@@ -275,60 +383,166 @@ const NEGATIONS: &[&str] = &[
 const NEGATING_PREFIXES: &[&str] = &["un", "non", "in", "im", "il", "ir", "dis"];
 
 /// All-caps words that are not names.
-const NOT_ACRONYMS: &[&str] = &["ok", "okay", "asap", "fyi", "btw", "pls", "am", "pm", "faq", "diy", "eta"];
+const NOT_ACRONYMS: &[&str] = &[
+    "ok", "okay", "asap", "fyi", "btw", "pls", "am", "pm", "faq", "diy", "eta",
+];
 
 /// Different spellings of the same name, folded before comparing (token -> canonical).
 const ALIASES: &[(&str, &str)] = &[
-    ("usa", "us"), ("america", "us"), ("american", "us"), ("americans", "us"),
-    ("britain", "uk"), ("british", "uk"),
+    ("usa", "us"),
+    ("america", "us"),
+    ("american", "us"),
+    ("americans", "us"),
+    ("britain", "uk"),
+    ("british", "uk"),
 ];
 
 /// Groups of mutually exclusive alternatives; a member may be several words.
 const SCOPE_GROUPS: &[&[&[&str]]] = &[
-    &[&["pros", "advantages", "benefits", "upsides"], &["cons", "disadvantages", "drawbacks", "downsides", "risks"]],
-    &[&["cheapest", "cheaper", "least expensive", "lowest price"], &["most expensive", "priciest", "pricier", "more expensive", "highest price"]],
+    &[
+        &["pros", "advantages", "benefits", "upsides"],
+        &["cons", "disadvantages", "drawbacks", "downsides", "risks"],
+    ],
+    &[
+        &["cheapest", "cheaper", "least expensive", "lowest price"],
+        &[
+            "most expensive",
+            "priciest",
+            "pricier",
+            "more expensive",
+            "highest price",
+        ],
+    ],
     &[&["best", "better"], &["worst", "worse"]],
     &[&["fastest", "faster", "quickest"], &["slowest", "slower"]],
-    &[&["biggest", "largest", "bigger", "larger"], &["smallest", "smaller", "tiniest"]],
-    &[&["highest", "higher", "maximum", "max"], &["lowest", "lower", "minimum", "min"]],
-    &[&["increase", "raise", "increasing", "raising"], &["decrease", "reduce", "decreasing", "reducing"]],
+    &[
+        &["biggest", "largest", "bigger", "larger"],
+        &["smallest", "smaller", "tiniest"],
+    ],
+    &[
+        &["highest", "higher", "maximum", "max"],
+        &["lowest", "lower", "minimum", "min"],
+    ],
+    &[
+        &["increase", "raise", "increasing", "raising"],
+        &["decrease", "reduce", "decreasing", "reducing"],
+    ],
     &[&["buy", "purchase", "buying"], &["sell", "selling"]],
     &[&["import", "importing"], &["export", "exporting"]],
     &[&["upload", "uploading"], &["download", "downloading"]],
-    &[&["enable", "activate", "turn on", "switch on"], &["disable", "deactivate", "turn off", "switch off"]],
-    &[&["add", "adding", "insert"], &["remove", "delete", "removing", "deleting"]],
+    &[
+        &["enable", "activate", "turn on", "switch on"],
+        &["disable", "deactivate", "turn off", "switch off"],
+    ],
+    &[
+        &["add", "adding", "insert"],
+        &["remove", "delete", "removing", "deleting"],
+    ],
     &[&["install", "installing"], &["uninstall", "uninstalling"]],
     &[&["subscribe"], &["unsubscribe"]],
     &[&["lock"], &["unlock"]],
     &[&["encrypt"], &["decrypt"]],
-    &[&["log in", "login", "sign in", "signin"], &["log out", "logout", "sign out", "signout"]],
+    &[
+        &["log in", "login", "sign in", "signin"],
+        &["log out", "logout", "sign out", "signout"],
+    ],
     &[&["accept", "approve"], &["reject", "decline", "deny"]],
-    &[&["allow", "permit", "whitelist", "allowlist"], &["block", "forbid", "blacklist", "denylist"]],
+    &[
+        &["allow", "permit", "whitelist", "allowlist"],
+        &["block", "forbid", "blacklist", "denylist"],
+    ],
     &[&["include", "including"], &["exclude", "excluding"]],
     &[&["before"], &["after"]],
     &[&["above"], &["below"]],
-    &[&["arrival", "arrive", "arriving", "inbound"], &["departure", "depart", "departing", "outbound"]],
+    &[
+        &["arrival", "arrive", "arriving", "inbound"],
+        &["departure", "depart", "departing", "outbound"],
+    ],
     &[&["deposit"], &["withdraw", "withdrawal"]],
     &[&["credit"], &["debit"]],
     &[&["income", "revenue"], &["expense", "expenses", "cost"]],
     &[&["hot", "warm"], &["cold", "cool"]],
     &[&["domestic"], &["international"]],
-    &[&["north", "northern"], &["south", "southern"], &["east", "eastern"], &["west", "western"]],
+    &[
+        &["north", "northern"],
+        &["south", "southern"],
+        &["east", "eastern"],
+        &["west", "western"],
+    ],
     &[&["men", "male"], &["women", "female"]],
     &[&["adult", "adults"], &["child", "children", "kid", "kids"]],
-    &[&["next", "upcoming", "following"], &["previous", "past", "prior"]],
-    &[&["all", "every", "each", "entire"], &["last", "latest", "most recent"], &["first", "earliest"]],
-    &[&["summarize", "summarise", "summary", "tldr"], &["translate", "translation"], &["explain", "explanation"], &["rewrite", "rephrase", "paraphrase"], &["proofread", "correct"]],
-    &[&["start", "begin", "starting"], &["stop", "end", "ending", "stopping"]],
+    &[
+        &["next", "upcoming", "following"],
+        &["previous", "past", "prior"],
+    ],
+    &[
+        &["all", "every", "each", "entire"],
+        &["last", "latest", "most recent"],
+        &["first", "earliest"],
+    ],
+    &[
+        &["summarize", "summarise", "summary", "tldr"],
+        &["translate", "translation"],
+        &["explain", "explanation"],
+        &["rewrite", "rephrase", "paraphrase"],
+        &["proofread", "correct"],
+    ],
+    &[
+        &["start", "begin", "starting"],
+        &["stop", "end", "ending", "stopping"],
+    ],
     &[&["open", "opening"], &["close", "closing", "closed"]],
     &[&["refund", "refunds"], &["exchange", "exchanges"]],
-    &[&["this", "current"], &["next", "upcoming", "coming"], &["last", "previous", "past", "prior"]],
+    &[
+        &["this", "current"],
+        &["next", "upcoming", "coming"],
+        &["last", "previous", "past", "prior"],
+    ],
     &[&["local"], &["remote"]],
-    &[&["beginner", "beginners", "basic", "introductory", "intro"], &["intermediate"], &["advanced", "expert"]],
-    &[&["tweet"], &["press release"], &["email", "e-mail"], &["blog post", "blog"], &["essay"], &["poem"], &["letter"], &["slogan"], &["speech"]],
-    &[&["fix", "debug", "correct", "proofread"], &["explain", "describe", "explanation"], &["shorten", "condense"], &["expand", "lengthen", "elaborate"], &["translate"], &["summarize", "summarise"], &["optimize", "optimise"], &["test", "tests"]],
-    &[&["find", "detect", "identify", "count"], &["remove", "delete", "drop", "eliminate"]],
-    &[&["best rated", "highest rated", "top rated"], &["lightest"], &["heaviest"], &["cheapest"], &["most expensive"], &["fastest"], &["smallest"], &["biggest", "largest"], &["newest"], &["oldest"], &["quietest"], &["most popular"]],
+    &[
+        &["beginner", "beginners", "basic", "introductory", "intro"],
+        &["intermediate"],
+        &["advanced", "expert"],
+    ],
+    &[
+        &["tweet"],
+        &["press release"],
+        &["email", "e-mail"],
+        &["blog post", "blog"],
+        &["essay"],
+        &["poem"],
+        &["letter"],
+        &["slogan"],
+        &["speech"],
+    ],
+    &[
+        &["fix", "debug", "correct", "proofread"],
+        &["explain", "describe", "explanation"],
+        &["shorten", "condense"],
+        &["expand", "lengthen", "elaborate"],
+        &["translate"],
+        &["summarize", "summarise"],
+        &["optimize", "optimise"],
+        &["test", "tests"],
+    ],
+    &[
+        &["find", "detect", "identify", "count"],
+        &["remove", "delete", "drop", "eliminate"],
+    ],
+    &[
+        &["best rated", "highest rated", "top rated"],
+        &["lightest"],
+        &["heaviest"],
+        &["cheapest"],
+        &["most expensive"],
+        &["fastest"],
+        &["smallest"],
+        &["biggest", "largest"],
+        &["newest"],
+        &["oldest"],
+        &["quietest"],
+        &["most popular"],
+    ],
     &[&["public"], &["private"]],
     &[&["free"], &["paid", "premium"]],
     &[&["online"], &["offline", "in person", "in-person"]],
@@ -346,13 +560,20 @@ const SCOPE_GROUPS: &[&[&[&str]]] = &[
 ];
 
 fn is_sentence_start(prev: Option<char>) -> bool {
-    matches!(prev, None | Some('.') | Some('!') | Some('?') | Some('\n') | Some(':') | Some('"'))
+    matches!(
+        prev,
+        None | Some('.') | Some('!') | Some('?') | Some('\n') | Some(':') | Some('"')
+    )
 }
 
 fn number_value(tok: &str) -> Option<String> {
     let t: String = tok.chars().filter(|c| *c != ',').collect();
     let f: f64 = t.parse().ok()?;
-    Some(if f.fract() == 0.0 { format!("{}", f as i64) } else { format!("{f}") })
+    Some(if f.fract() == 0.0 {
+        format!("{}", f as i64)
+    } else {
+        format!("{f}")
+    })
 }
 
 impl Features {
@@ -372,7 +593,9 @@ impl Features {
                 || ((c == '.' || c == ',' || c == ':')
                     && cur.chars().last().is_some_and(|p| p.is_ascii_digit())
                     && next.is_some_and(|n| n.is_ascii_digit()))
-                || ((c == '\'' || c == '’') && !cur.is_empty() && next.is_some_and(char::is_alphabetic));
+                || ((c == '\'' || c == '’')
+                    && !cur.is_empty()
+                    && next.is_some_and(char::is_alphabetic));
             if keep {
                 if cur.is_empty() {
                     cur_prev = prev_sig;
@@ -421,9 +644,17 @@ impl Features {
                 }
             } else if let Some((_, v)) = NUMBER_WORDS.iter().find(|(w, _)| *w == plain) {
                 let is_time = *v == 720 && plain == "noon" || plain == "midnight";
-                facts.push(if is_time { format!("t{v}") } else { v.to_string() });
+                facts.push(if is_time {
+                    format!("t{v}")
+                } else {
+                    v.to_string()
+                });
             } else if plain.chars().any(|c| c.is_ascii_digit()) {
-                let digits: String = plain.chars().skip_while(|c| !c.is_ascii_digit()).take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+                let digits: String = plain
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
                 if let Some(v) = number_value(digits.trim_end_matches('.')) {
                     facts.push(v);
                 }
@@ -434,7 +665,10 @@ impl Features {
             } else if plain == "may" && may_is_month(&raw, i) {
                 facts.push("may".into());
             }
-            if NEGATIONS.contains(&plain.as_str()) || plain.ends_with("n't") || lower.ends_with("n't") {
+            if NEGATIONS.contains(&plain.as_str())
+                || plain.ends_with("n't")
+                || lower.ends_with("n't")
+            {
                 negations += 1;
             }
             if is_entity(tok, *prev) && !NOT_ACRONYMS.contains(&plain.as_str()) {
@@ -450,7 +684,16 @@ impl Features {
         route.sort();
         facts.sort();
         let scope = scope_members(&words);
-        Features { facts, negations, quoted, entities, words, scope, route, lower }
+        Features {
+            facts,
+            negations,
+            quoted,
+            entities,
+            words,
+            scope,
+            route,
+            lower,
+        }
     }
 }
 
@@ -459,10 +702,27 @@ fn may_is_month(raw: &[(String, Option<char>)], i: usize) -> bool {
         j.and_then(|j| raw.get(j))
             .is_some_and(|(t, _)| t.chars().next().is_some_and(|c| c.is_ascii_digit()))
     };
-    let prev_word = i.checked_sub(1).and_then(|j| raw.get(j)).map(|(t, _)| t.to_lowercase());
+    let prev_word = i
+        .checked_sub(1)
+        .and_then(|j| raw.get(j))
+        .map(|(t, _)| t.to_lowercase());
     near_number(i.checked_sub(1))
         || near_number(Some(i + 1))
-        || matches!(prev_word.as_deref(), Some("in" | "of" | "next" | "last" | "this" | "early" | "late" | "mid" | "since" | "until" | "by"))
+        || matches!(
+            prev_word.as_deref(),
+            Some(
+                "in" | "of"
+                    | "next"
+                    | "last"
+                    | "this"
+                    | "early"
+                    | "late"
+                    | "mid"
+                    | "since"
+                    | "until"
+                    | "by"
+            )
+        )
 }
 
 /// Minutes since midnight for "5pm", "5 pm", "17:00", "5:30am".
@@ -496,7 +756,9 @@ fn time_of(tok: &str, next: Option<&str>) -> Option<u32> {
 
 fn is_entity(tok: &str, prev: Option<char>) -> bool {
     let mut chars = tok.chars();
-    let Some(first) = chars.next() else { return false };
+    let Some(first) = chars.next() else {
+        return false;
+    };
     let letters = tok.chars().filter(|c| c.is_alphabetic()).count();
     let uppers = tok.chars().filter(|c| c.is_uppercase()).count();
     if letters == 0 || tok == "I" || tok.starts_with("I'") {
@@ -564,7 +826,9 @@ fn scope_members(words: &[String]) -> Vec<(usize, usize)> {
         for (m, member) in group.iter().enumerate() {
             let hit = member.iter().any(|phrase| {
                 let parts: Vec<&str> = phrase.split(' ').collect();
-                words.windows(parts.len()).any(|w| w.iter().zip(&parts).all(|(a, b)| a == b))
+                words
+                    .windows(parts.len())
+                    .any(|w| w.iter().zip(&parts).all(|(a, b)| a == b))
             });
             if hit {
                 found.push((g, m));
@@ -577,7 +841,11 @@ fn scope_members(words: &[String]) -> Vec<(usize, usize)> {
 /// Both sides touch the same contrast group, and what one says the other never does.
 fn scope_conflict(a: &[(usize, usize)], b: &[(usize, usize)]) -> bool {
     a.iter().any(|&(g, m)| {
-        let other: Vec<usize> = b.iter().filter(|(bg, _)| *bg == g).map(|(_, bm)| *bm).collect();
+        let other: Vec<usize> = b
+            .iter()
+            .filter(|(bg, _)| *bg == g)
+            .map(|(_, bm)| *bm)
+            .collect();
         !other.is_empty() && !other.contains(&m)
     })
 }
@@ -586,71 +854,285 @@ fn scope_conflict(a: &[(usize, usize)], b: &[(usize, usize)]) -> bool {
 mod tests {
     use super::*;
 
-    const ALL: GuardsConfig =
-        GuardsConfig { numbers: true, negation: true, entities: true, quoted: true, scope: true, substitution: true };
+    const ALL: GuardsConfig = GuardsConfig {
+        numbers: true,
+        negation: true,
+        entities: true,
+        quoted: true,
+        scope: true,
+        substitution: true,
+    };
 
     fn veto(a: &str, b: &str) -> Option<Veto> {
         let v = check(&ALL, a, b);
-        assert_eq!(v, check(&ALL, b, a), "guards must be symmetric: {a:?} / {b:?}");
+        assert_eq!(
+            v,
+            check(&ALL, b, a),
+            "guards must be symmetric: {a:?} / {b:?}"
+        );
         v
     }
 
     #[test]
     fn the_issue_examples_are_vetoed() {
-        assert_eq!(veto("Refund my last order", "Don't refund my last order"), Some(Veto::Negation));
-        assert_eq!(veto("What is the status of invoice 7731?", "What is the status of invoice 7713?"), Some(Veto::Numbers));
-        assert_eq!(veto("Is the pharmacy open on Saturday?", "Is the pharmacy open on Sunday?"), Some(Veto::Numbers));
-        assert_eq!(veto("How do I reset my Kindle?", "How do I reset my Fitbit?"), Some(Veto::Entities));
-        assert_eq!(veto("Which foods contain gluten?", "Which foods do not contain gluten?"), Some(Veto::Negation));
-        assert_eq!(veto("What are the pros of remote work?", "What are the cons of remote work?"), Some(Veto::Scope));
-        assert_eq!(veto("Summarize this: 'hello world'", "Translate this: 'hello world'"), Some(Veto::Scope));
-        assert_eq!(veto("Cancel all my orders", "Cancel my last order"), Some(Veto::Scope));
-        assert_eq!(veto("Search for \"blue shoes\"", "Search for \"red shoes\""), Some(Veto::Quoted));
-        assert_eq!(veto("Book a table at 7pm", "Book a table at 8pm"), Some(Veto::Numbers));
-        assert_eq!(veto("Flights in March", "Flights in May"), Some(Veto::Numbers));
-        assert_eq!(veto("Which medications are safe in pregnancy?", "Which medications are unsafe in pregnancy?"), Some(Veto::Negation));
-        assert_eq!(veto("Which fares are refundable?", "Which fares are non-refundable?"), Some(Veto::Negation));
-        assert_eq!(veto("What should I eat before a blood test?", "What should I avoid before a blood test?"), Some(Veto::Negation));
-        assert_eq!(veto("Flights from Boston to Denver", "Flights from Denver to Boston"), Some(Veto::Entities));
-        assert_eq!(veto("Events in Austin this weekend", "Events in Austin next weekend"), Some(Veto::Scope));
-        assert_eq!(veto("Delete a local git branch", "Delete a remote git branch"), Some(Veto::Scope));
-        assert_eq!(veto("Write a tweet about our launch", "Write a press release about our launch"), Some(Veto::Scope));
-        assert_eq!(veto("Show my transactions this month", "Show all my transactions"), Some(Veto::Numbers));
-        assert_eq!(veto("How much does the Summit tent weigh?", "How much does the Summit backpack weigh?"), Some(Veto::Substitution));
+        assert_eq!(
+            veto("Refund my last order", "Don't refund my last order"),
+            Some(Veto::Negation)
+        );
+        assert_eq!(
+            veto(
+                "What is the status of invoice 7731?",
+                "What is the status of invoice 7713?"
+            ),
+            Some(Veto::Numbers)
+        );
+        assert_eq!(
+            veto(
+                "Is the pharmacy open on Saturday?",
+                "Is the pharmacy open on Sunday?"
+            ),
+            Some(Veto::Numbers)
+        );
+        assert_eq!(
+            veto("How do I reset my Kindle?", "How do I reset my Fitbit?"),
+            Some(Veto::Entities)
+        );
+        assert_eq!(
+            veto(
+                "Which foods contain gluten?",
+                "Which foods do not contain gluten?"
+            ),
+            Some(Veto::Negation)
+        );
+        assert_eq!(
+            veto(
+                "What are the pros of remote work?",
+                "What are the cons of remote work?"
+            ),
+            Some(Veto::Scope)
+        );
+        assert_eq!(
+            veto(
+                "Summarize this: 'hello world'",
+                "Translate this: 'hello world'"
+            ),
+            Some(Veto::Scope)
+        );
+        assert_eq!(
+            veto("Cancel all my orders", "Cancel my last order"),
+            Some(Veto::Scope)
+        );
+        assert_eq!(
+            veto("Search for \"blue shoes\"", "Search for \"red shoes\""),
+            Some(Veto::Quoted)
+        );
+        assert_eq!(
+            veto("Book a table at 7pm", "Book a table at 8pm"),
+            Some(Veto::Numbers)
+        );
+        assert_eq!(
+            veto("Flights in March", "Flights in May"),
+            Some(Veto::Numbers)
+        );
+        assert_eq!(
+            veto(
+                "Which medications are safe in pregnancy?",
+                "Which medications are unsafe in pregnancy?"
+            ),
+            Some(Veto::Negation)
+        );
+        assert_eq!(
+            veto(
+                "Which fares are refundable?",
+                "Which fares are non-refundable?"
+            ),
+            Some(Veto::Negation)
+        );
+        assert_eq!(
+            veto(
+                "What should I eat before a blood test?",
+                "What should I avoid before a blood test?"
+            ),
+            Some(Veto::Negation)
+        );
+        assert_eq!(
+            veto(
+                "Flights from Boston to Denver",
+                "Flights from Denver to Boston"
+            ),
+            Some(Veto::Entities)
+        );
+        assert_eq!(
+            veto(
+                "Events in Austin this weekend",
+                "Events in Austin next weekend"
+            ),
+            Some(Veto::Scope)
+        );
+        assert_eq!(
+            veto("Delete a local git branch", "Delete a remote git branch"),
+            Some(Veto::Scope)
+        );
+        assert_eq!(
+            veto(
+                "Write a tweet about our launch",
+                "Write a press release about our launch"
+            ),
+            Some(Veto::Scope)
+        );
+        assert_eq!(
+            veto(
+                "Show my transactions this month",
+                "Show all my transactions"
+            ),
+            Some(Veto::Numbers)
+        );
+        assert_eq!(
+            veto(
+                "How much does the Summit tent weigh?",
+                "How much does the Summit backpack weigh?"
+            ),
+            Some(Veto::Substitution)
+        );
     }
 
     #[test]
     fn typos_fillers_and_function_words_are_not_substitutions() {
-        assert_eq!(veto("How do I reset my password?", "How can I reset my password?"), None);
-        assert_eq!(veto("How do I recieve a refund?", "How do I receive a refund?"), None);
-        assert_eq!(veto("Reset my router", "Hey, quick question: please reset my router"), None);
-        assert_eq!(veto("Where is my parcel?", "Where is my parcel right now, please?"), None);
+        assert_eq!(
+            veto(
+                "How do I reset my password?",
+                "How can I reset my password?"
+            ),
+            None
+        );
+        assert_eq!(
+            veto("How do I recieve a refund?", "How do I receive a refund?"),
+            None
+        );
+        assert_eq!(
+            veto(
+                "Reset my router",
+                "Hey, quick question: please reset my router"
+            ),
+            None
+        );
+        assert_eq!(
+            veto(
+                "Where is my parcel?",
+                "Where is my parcel right now, please?"
+            ),
+            None
+        );
         assert!(!substituted(&[], &[]));
     }
 
     #[test]
     fn the_same_fact_written_differently_does_not_veto() {
-        assert_eq!(veto("Book a table for 3 people", "Book a table for three people"), None);
-        assert_eq!(veto("Can I withdraw $1,200 today?", "can i withdraw 1200 dollars today"), None);
+        assert_eq!(
+            veto("Book a table for 3 people", "Book a table for three people"),
+            None
+        );
+        assert_eq!(
+            veto(
+                "Can I withdraw $1,200 today?",
+                "can i withdraw 1200 dollars today"
+            ),
+            None
+        );
         assert_eq!(veto("Meet at 5pm", "Meet at 17:00"), None);
         assert_eq!(veto("Meet at 5 pm", "Meet at 5pm"), None);
         assert_eq!(veto("Delivery on March 3", "Delivery on 3 March"), None);
-        assert_eq!(veto("How do I reset my iPhone?", "how do i reset my iphone"), None);
-        assert_eq!(veto("What's the capital of France?", "Tell me the capital of France."), None);
+        assert_eq!(
+            veto("How do I reset my iPhone?", "how do i reset my iphone"),
+            None
+        );
+        assert_eq!(
+            veto(
+                "What's the capital of France?",
+                "Tell me the capital of France."
+            ),
+            None
+        );
         assert_eq!(veto("I can't log in", "I cannot log in"), None);
-        assert_eq!(veto("May I return an item after 30 days?", "Can I return an item after 30 days?"), None);
-        assert_eq!(veto("Don't forget: what's the customers' refund policy?", "What is the customers' refund policy? Don't forget."), None);
-        assert_eq!(veto("What are the advantages of Rust?", "What are the benefits of Rust?"), None);
-        assert_eq!(veto("Remind me at 9 a.m. tomorrow", "Remind me tomorrow at 09:00"), None);
-        assert_eq!(veto("Squash my last 3 commits", "Combine the last three commits into one"), None);
-        assert_eq!(veto("Do US citizens need a visa?", "Do Americans need a visa?"), None);
-        assert_eq!(veto("Minimum age to rent a car in the US", "What's the minimum age to rent a car in the United States?"), None);
+        assert_eq!(
+            veto(
+                "May I return an item after 30 days?",
+                "Can I return an item after 30 days?"
+            ),
+            None
+        );
+        assert_eq!(
+            veto(
+                "Don't forget: what's the customers' refund policy?",
+                "What is the customers' refund policy? Don't forget."
+            ),
+            None
+        );
+        assert_eq!(
+            veto(
+                "What are the advantages of Rust?",
+                "What are the benefits of Rust?"
+            ),
+            None
+        );
+        assert_eq!(
+            veto(
+                "Remind me at 9 a.m. tomorrow",
+                "Remind me tomorrow at 09:00"
+            ),
+            None
+        );
+        assert_eq!(
+            veto(
+                "Squash my last 3 commits",
+                "Combine the last three commits into one"
+            ),
+            None
+        );
+        assert_eq!(
+            veto("Do US citizens need a visa?", "Do Americans need a visa?"),
+            None
+        );
+        assert_eq!(
+            veto(
+                "Minimum age to rent a car in the US",
+                "What's the minimum age to rent a car in the United States?"
+            ),
+            None
+        );
         // The price of the substitution guard: a one-word synonym swap is vetoed (one upstream call).
-        assert_eq!(veto("Minimum age to rent a car", "Minimum age to hire a car"), Some(Veto::Substitution));
-        assert_eq!(veto("What does the static keyword mean?", "Explain what \"static\" means."), None);
-        assert_eq!(veto("Explain APIs to a non-technical person", "Describe APIs to someone who isn't technical"), None);
-        assert_eq!(veto("Can I take paracetamol now?", "Is it OK to take paracetamol now?"), None);
-        assert_eq!(veto("How do I reset my password?", "How can I set a new one? I forgot my password."), None);
+        assert_eq!(
+            veto("Minimum age to rent a car", "Minimum age to hire a car"),
+            Some(Veto::Substitution)
+        );
+        assert_eq!(
+            veto(
+                "What does the static keyword mean?",
+                "Explain what \"static\" means."
+            ),
+            None
+        );
+        assert_eq!(
+            veto(
+                "Explain APIs to a non-technical person",
+                "Describe APIs to someone who isn't technical"
+            ),
+            None
+        );
+        assert_eq!(
+            veto(
+                "Can I take paracetamol now?",
+                "Is it OK to take paracetamol now?"
+            ),
+            None
+        );
+        assert_eq!(
+            veto(
+                "How do I reset my password?",
+                "How can I set a new one? I forgot my password."
+            ),
+            None
+        );
     }
 
     #[test]
@@ -665,8 +1147,14 @@ mod tests {
             substitution: false,
         };
         assert_eq!(check(&off, "invoice 7731", "invoice 7713"), None);
-        let only_neg = GuardsConfig { negation: true, ..off };
-        assert_eq!(check(&only_neg, "refund it", "don't refund it"), Some(Veto::Negation));
+        let only_neg = GuardsConfig {
+            negation: true,
+            ..off
+        };
+        assert_eq!(
+            check(&only_neg, "refund it", "don't refund it"),
+            Some(Veto::Negation)
+        );
         assert_eq!(check(&only_neg, "invoice 7731", "invoice 7713"), None);
     }
 

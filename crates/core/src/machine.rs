@@ -212,7 +212,11 @@ impl Machine {
         self.settings.config.max_request_body_bytes
     }
 
-    pub fn on_request_headers(&mut self, head: &RequestHead<'_>, effects: &mut Vec<Effect>) -> Action {
+    pub fn on_request_headers(
+        &mut self,
+        head: &RequestHead<'_>,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
         let cfg = &self.settings.config;
         let Some(endpoint) = request::classify(head.method, head.path) else {
             return Action::Continue;
@@ -229,7 +233,8 @@ impl Machine {
         // Completion APIs take JSON; a body declared as anything else is not ours to cache.
         let json = header(head.headers, "content-type").is_none_or(|ct| {
             let ct = ct.trim().to_ascii_lowercase();
-            ct.starts_with("application/json") || (ct.starts_with("application/") && ct.contains("+json"))
+            ct.starts_with("application/json")
+                || (ct.starts_with("application/") && ct.contains("+json"))
         });
         if !json {
             return self.bypass(effects);
@@ -291,7 +296,12 @@ impl Machine {
     }
 
     /// The complete request body (end of stream).
-    pub fn on_request_body(&mut self, body: &[u8], now_ms: u64, effects: &mut Vec<Effect>) -> Action {
+    pub fn on_request_body(
+        &mut self,
+        body: &[u8],
+        now_ms: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
         let state = std::mem::replace(&mut self.state, State::Done);
         let State::ReadingBody {
             endpoint,
@@ -329,7 +339,11 @@ impl Machine {
             }
         }
         let p = prompt::canonical(&parsed.messages, cfg.ignore_system_messages);
-        if cfg.max_message_count.is_some_and(|max| p.dialog_len > max as usize) || p.embed_text.is_empty() {
+        if cfg
+            .max_message_count
+            .is_some_and(|max| p.dialog_len > max as usize)
+            || p.embed_text.is_empty()
+        {
             return self.bypass(effects);
         }
         let ns = partition::namespace(&PartitionInput {
@@ -343,7 +357,9 @@ impl Machine {
         let id = partition::entry_id(&ns, &p.exact);
         let storage: Rc<dyn StorageDyn> = match cfg.backend {
             Backend::VectorSets => Rc::new(VectorSets::new(&cfg.key_prefix, &ns)),
-            Backend::Redisearch => Rc::new(Redisearch::new(&cfg.key_prefix, &ns, &cfg.embeddings.model)),
+            Backend::Redisearch => {
+                Rc::new(Redisearch::new(&cfg.key_prefix, &ns, &cfg.embeddings.model))
+            }
         };
         let ctx = Box::new(Ctx {
             kind: parsed.kind,
@@ -388,8 +404,14 @@ impl Machine {
             (":method".to_string(), "POST".to_string()),
             (":path".to_string(), b.path.clone()),
             (":authority".to_string(), b.authority.clone()),
-            ("content-type".to_string(), "application/x-redis-resp".to_string()),
-            ("x-semcache-commands".to_string(), pipeline.len().to_string()),
+            (
+                "content-type".to_string(),
+                "application/x-redis-resp".to_string(),
+            ),
+            (
+                "x-semcache-commands".to_string(),
+                pipeline.len().to_string(),
+            ),
         ];
         if let Some(t) = &self.settings.bridge_token {
             headers.push(("authorization".to_string(), format!("Bearer {t}")));
@@ -413,7 +435,9 @@ impl Machine {
         ];
         if let Some(k) = &self.settings.embeddings_key {
             match e.auth_header {
-                AuthHeader::Bearer => headers.push(("authorization".to_string(), format!("Bearer {k}"))),
+                AuthHeader::Bearer => {
+                    headers.push(("authorization".to_string(), format!("Bearer {k}")))
+                }
                 AuthHeader::ApiKey => headers.push(("api-key".to_string(), k.clone())),
             }
         }
@@ -428,7 +452,14 @@ impl Machine {
 
     /// Failing to dispatch is handled like a failed callout.
     pub fn on_dispatch_failed(&mut self, now_ms: u64, effects: &mut Vec<Effect>) {
-        self.on_callout(CalloutResult { status: None, body: &[] }, now_ms, effects);
+        self.on_callout(
+            CalloutResult {
+                status: None,
+                body: &[],
+            },
+            now_ms,
+            effects,
+        );
     }
 
     pub fn on_callout(&mut self, res: CalloutResult<'_>, now_ms: u64, effects: &mut Vec<Effect>) {
@@ -437,12 +468,25 @@ impl Machine {
         let ok = res.status == Some(200);
         match state {
             State::ExactLookup(mut ctx, started) => {
-                effects.push(Effect::Record(Histogram::LookupMs, now_ms.saturating_sub(started)));
+                effects.push(Effect::Record(
+                    Histogram::LookupMs,
+                    now_ms.saturating_sub(started),
+                ));
                 // Each back end has its own number of exact-lookup commands; it checks the count.
-                let result = if ok { self.decode(&ctx, res.body, count_frames(res.body)) } else { None }
-                    .and_then(|r| reply_ok(ctx.storage.parse_exact(&r, now), effects));
+                let result = if ok {
+                    self.decode(&ctx, res.body, count_frames(res.body))
+                } else {
+                    None
+                }
+                .and_then(|r| reply_ok(ctx.storage.parse_exact(&r, now), effects));
                 let Some(result) = result else {
-                    return self.fail_open(ctx, Counter::ErrorLookup, "lookup", res.status, effects);
+                    return self.fail_open(
+                        ctx,
+                        Counter::ErrorLookup,
+                        "lookup",
+                        res.status,
+                        effects,
+                    );
                 };
                 ctx.expired = result.expired;
                 if let Some(entry) = result.entry {
@@ -456,29 +500,59 @@ impl Machine {
                 }
             }
             State::Embedding(mut ctx, started) => {
-                effects.push(Effect::Record(Histogram::EmbeddingMs, now_ms.saturating_sub(started)));
+                effects.push(Effect::Record(
+                    Histogram::EmbeddingMs,
+                    now_ms.saturating_sub(started),
+                ));
                 let dims = self.settings.config.embeddings.dimensions;
-                let vector = if ok { embeddings::parse_response(res.body, dims).ok() } else { None };
+                let vector = if ok {
+                    embeddings::parse_response(res.body, dims).ok()
+                } else {
+                    None
+                };
                 let Some(vector) = vector else {
-                    return self.fail_open(ctx, Counter::ErrorEmbeddings, "embeddings", res.status, effects);
+                    return self.fail_open(
+                        ctx,
+                        Counter::ErrorEmbeddings,
+                        "embeddings",
+                        res.status,
+                        effects,
+                    );
                 };
                 let cfg = &self.settings.config;
-                let pipeline = ctx
-                    .storage
-                    .semantic_lookup(&vector, cfg.top_k, cfg.score_threshold, cfg.search_ef);
+                let pipeline = ctx.storage.semantic_lookup(
+                    &vector,
+                    cfg.top_k,
+                    cfg.score_threshold,
+                    cfg.search_ef,
+                );
                 ctx.vector = Some(vector);
                 effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
                 self.state = State::SemanticLookup(ctx, now_ms);
             }
             State::SemanticLookup(mut ctx, started) => {
-                effects.push(Effect::Record(Histogram::LookupMs, now_ms.saturating_sub(started)));
-                let replies = if ok { self.decode(&ctx, res.body, 1) } else { None };
+                effects.push(Effect::Record(
+                    Histogram::LookupMs,
+                    now_ms.saturating_sub(started),
+                ));
+                let replies = if ok {
+                    self.decode(&ctx, res.body, 1)
+                } else {
+                    None
+                };
                 let mut expired = std::mem::take(&mut ctx.expired);
-                let candidates =
-                    replies.and_then(|r| reply_ok(ctx.storage.parse_semantic(&r, now, &mut expired), effects));
+                let candidates = replies.and_then(|r| {
+                    reply_ok(ctx.storage.parse_semantic(&r, now, &mut expired), effects)
+                });
                 ctx.expired = expired;
                 let Some(candidates) = candidates else {
-                    return self.fail_open(ctx, Counter::ErrorLookup, "lookup", res.status, effects);
+                    return self.fail_open(
+                        ctx,
+                        Counter::ErrorLookup,
+                        "lookup",
+                        res.status,
+                        effects,
+                    );
                 };
                 let cfg = &self.settings.config;
                 for c in &candidates {
@@ -490,7 +564,10 @@ impl Machine {
                     }
                     match guards::check(&cfg.guards, &c.entry.prompt, &ctx.guard_text) {
                         None => {
-                            effects.push(Effect::Record(Histogram::HitDistance, (c.distance * 1e4).round() as u64));
+                            effects.push(Effect::Record(
+                                Histogram::HitDistance,
+                                (c.distance * 1e4).round() as u64,
+                            ));
                             return self.serve(&ctx, &c.entry, Some(c.distance), now, effects);
                         }
                         Some(v) => {
@@ -504,9 +581,16 @@ impl Machine {
                 self.miss(ctx, effects);
             }
             State::EmbeddingForStore(mut ctx, completion, started) => {
-                effects.push(Effect::Record(Histogram::EmbeddingMs, now_ms.saturating_sub(started)));
+                effects.push(Effect::Record(
+                    Histogram::EmbeddingMs,
+                    now_ms.saturating_sub(started),
+                ));
                 let dims = self.settings.config.embeddings.dimensions;
-                match if ok { embeddings::parse_response(res.body, dims).ok() } else { None } {
+                match if ok {
+                    embeddings::parse_response(res.body, dims).ok()
+                } else {
+                    None
+                } {
                     Some(v) => {
                         ctx.vector = Some(v);
                         self.dispatch_store(&ctx, completion, now, effects);
@@ -529,10 +613,13 @@ impl Machine {
                     effects.push(Effect::Count(Counter::Stored, 1));
                 } else {
                     effects.push(Effect::Count(Counter::ErrorStore, 1));
-                    effects.push(warn("store", format!(
-                        "semcache: store callout failed (status {:?}); answer not cached",
-                        res.status
-                    )));
+                    effects.push(warn(
+                        "store",
+                        format!(
+                            "semcache: store callout failed (status {:?}); answer not cached",
+                            res.status
+                        ),
+                    ));
                 }
                 effects.push(Effect::ResumeResponse);
             }
@@ -553,13 +640,16 @@ impl Machine {
         effects: &mut Vec<Effect>,
     ) {
         effects.push(Effect::Count(counter, 1));
-        effects.push(warn(what, format!(
-            "semcache: {what} callout failed ({}); serving uncached",
-            match status {
-                None => "no response".to_string(),
-                Some(s) => format!("status {s}"),
-            }
-        )));
+        effects.push(warn(
+            what,
+            format!(
+                "semcache: {what} callout failed ({}); serving uncached",
+                match status {
+                    None => "no response".to_string(),
+                    Some(s) => format!("status {s}"),
+                }
+            ),
+        ));
         ctx.label = "error";
         // A failing dependency is not asked again for this request.
         ctx.store = false;
@@ -573,7 +663,14 @@ impl Machine {
         self.state = State::Upstream(ctx);
     }
 
-    fn serve(&mut self, ctx: &Ctx, entry: &Entry, distance: Option<f64>, now: u64, effects: &mut Vec<Effect>) {
+    fn serve(
+        &mut self,
+        ctx: &Ctx,
+        entry: &Entry,
+        distance: Option<f64>,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
         let h = &self.settings.config.headers;
         let (content_type, body) = entry.render(&Render {
             kind: ctx.kind,
@@ -588,16 +685,31 @@ impl Machine {
             (h.status.clone(), "hit".to_string()),
             (
                 h.r#match.clone(),
-                if distance.is_some() { "semantic" } else { "exact" }.to_string(),
+                if distance.is_some() {
+                    "semantic"
+                } else {
+                    "exact"
+                }
+                .to_string(),
             ),
-            (h.distance.clone(), format!("{:.4}", distance.unwrap_or(0.0))),
-            (h.age.clone(), now.saturating_sub(entry.created_at).to_string()),
+            (
+                h.distance.clone(),
+                format!("{:.4}", distance.unwrap_or(0.0)),
+            ),
+            (
+                h.age.clone(),
+                now.saturating_sub(entry.created_at).to_string(),
+            ),
         ];
         if ctx.stream {
             headers.push(("cache-control".to_string(), "no-cache".to_string()));
         }
         effects.push(Effect::Count(
-            if distance.is_some() { Counter::HitSemantic } else { Counter::HitExact },
+            if distance.is_some() {
+                Counter::HitSemantic
+            } else {
+                Counter::HitExact
+            },
             1,
         ));
         let tokens = entry.completion_tokens();
@@ -627,9 +739,15 @@ impl Machine {
                 effects.push(Effect::SetResponseHeader(h.status.clone(), "bypass".into()));
             }
             State::Upstream(ctx) => {
-                effects.push(Effect::SetResponseHeader(h.status.clone(), ctx.label.into()));
+                effects.push(Effect::SetResponseHeader(
+                    h.status.clone(),
+                    ctx.label.into(),
+                ));
                 if let Some((d, veto)) = ctx.near {
-                    effects.push(Effect::SetResponseHeader(h.distance.clone(), format!("{d:.4}")));
+                    effects.push(Effect::SetResponseHeader(
+                        h.distance.clone(),
+                        format!("{d:.4}"),
+                    ));
                     if let Some(v) = veto {
                         effects.push(Effect::SetResponseHeader(h.veto.clone(), v.name().into()));
                     }
@@ -662,7 +780,10 @@ impl Machine {
         }
         let ct = content_type.unwrap_or("").to_ascii_lowercase();
         if ctx.stream && ct.starts_with("text/event-stream") {
-            Ok(Capture::Sse(Box::new(Assembler::new(ctx.kind, cfg.max_response_body_bytes))))
+            Ok(Capture::Sse(Box::new(Assembler::new(
+                ctx.kind,
+                cfg.max_response_body_bytes,
+            ))))
         } else if !ctx.stream && ct.starts_with("application/json") {
             Ok(Capture::Json(Vec::new()))
         } else {
@@ -672,7 +793,13 @@ impl Machine {
 
     /// One response body chunk. It always passes through as it is; only the end may be held
     /// while the answer is stored, because Envoy cancels a stream's callouts once it ends.
-    pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool, now_ms: u64, effects: &mut Vec<Effect>) -> Action {
+    pub fn on_response_body(
+        &mut self,
+        chunk: &[u8],
+        end_of_stream: bool,
+        now_ms: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
         let state = std::mem::replace(&mut self.state, State::Done);
         let State::Capturing(ctx, mut capture) = state else {
             self.state = state;
@@ -724,14 +851,22 @@ impl Machine {
         Action::Pause
     }
 
-    fn dispatch_store(&mut self, ctx: &Ctx, completion: Completion, now: u64, effects: &mut Vec<Effect>) {
+    fn dispatch_store(
+        &mut self,
+        ctx: &Ctx,
+        completion: Completion,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
         let Some(vector) = ctx.vector.as_deref() else {
             effects.push(Effect::ResumeResponse);
             return;
         };
         let ttl = self.settings.config.ttl_seconds;
         let entry = Entry::new(completion, &ctx.guard_text, now, ttl);
-        let pipeline = ctx.storage.store(&ctx.id, vector, &entry, ttl, &ctx.expired);
+        let pipeline = ctx
+            .storage
+            .store(&ctx.id, vector, &entry, ttl, &ctx.expired);
         effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
         self.state = State::Storing(Rc::clone(&ctx.storage));
     }

@@ -72,5 +72,9 @@ impl Histogram {
             Histogram::HitDistance => "semcache.hit_distance_e4",
         }
     }
-    pub const ALL: [Histogram; 3] = [Histogram::EmbeddingMs, Histogram::LookupMs, Histogram::HitDistance];
+    pub const ALL: [Histogram; 3] = [
+        Histogram::EmbeddingMs,
+        Histogram::LookupMs,
+        Histogram::HitDistance,
+    ];
 }

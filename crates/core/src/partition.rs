@@ -80,11 +80,26 @@ mod tests {
         assert_eq!(ns.len(), 24);
         assert_eq!(ns, namespace(&base(&none)));
         let variants = [
-            PartitionInput { kind: "legacy", ..base(&none) },
-            PartitionInput { model: "gpt-4o-mini", ..base(&none) },
-            PartitionInput { params: r#"{"temperature":0}"#, ..base(&none) },
-            PartitionInput { system: "Be terse.", ..base(&none) },
-            PartitionInput { embedding_model: "other", ..base(&none) },
+            PartitionInput {
+                kind: "legacy",
+                ..base(&none)
+            },
+            PartitionInput {
+                model: "gpt-4o-mini",
+                ..base(&none)
+            },
+            PartitionInput {
+                params: r#"{"temperature":0}"#,
+                ..base(&none)
+            },
+            PartitionInput {
+                system: "Be terse.",
+                ..base(&none)
+            },
+            PartitionInput {
+                embedding_model: "other",
+                ..base(&none)
+            },
         ];
         for v in variants {
             assert_ne!(namespace(&v), ns);
@@ -98,7 +113,10 @@ mod tests {
         let c = vec!["abc".to_string()];
         let e = vec![String::new()];
         let none: Vec<String> = vec![];
-        let all: Vec<String> = [&a, &b, &c, &e, &none].iter().map(|v| namespace(&base(v))).collect();
+        let all: Vec<String> = [&a, &b, &c, &e, &none]
+            .iter()
+            .map(|v| namespace(&base(v)))
+            .collect();
         for i in 0..all.len() {
             for j in i + 1..all.len() {
                 assert_ne!(all[i], all[j], "{i} vs {j}");

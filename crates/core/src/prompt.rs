@@ -146,10 +146,17 @@ mod tests {
         let f = canonical(&flight, false);
         let h = canonical(&hotel, false);
         assert_ne!(f.exact, h.exact);
-        assert!(f.embed_text.starts_with("yes, go ahead\nassistant: I can move it"));
-        assert!(f.embed_text.ends_with("user: Can you rebook my flight to Oslo?"));
+        assert!(f
+            .embed_text
+            .starts_with("yes, go ahead\nassistant: I can move it"));
+        assert!(f
+            .embed_text
+            .ends_with("user: Can you rebook my flight to Oslo?"));
         assert_ne!(f.embed_text, h.embed_text);
-        assert_eq!(f.guard_text, "yes, go ahead\nuser: Can you rebook my flight to Oslo?");
+        assert_eq!(
+            f.guard_text,
+            "yes, go ahead\nuser: Can you rebook my flight to Oslo?"
+        );
     }
 
     #[test]

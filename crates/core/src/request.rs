@@ -129,7 +129,10 @@ pub fn parse(endpoint: &Endpoint, body: &[u8]) -> Result<ParsedRequest, NotCache
     if n != 1.0 || obj.get("best_of").and_then(Value::as_f64).unwrap_or(1.0) != 1.0 {
         return Err(NotCacheable::MultipleChoices);
     }
-    let model = match (obj.get("model").and_then(Value::as_str), &endpoint.deployment) {
+    let model = match (
+        obj.get("model").and_then(Value::as_str),
+        &endpoint.deployment,
+    ) {
         (Some(m), Some(d)) => format!("{d}/{m}"),
         (Some(m), None) => m.to_string(),
         (None, Some(d)) => d.clone(),
@@ -158,7 +161,9 @@ pub fn parse(endpoint: &Endpoint, body: &[u8]) -> Result<ParsedRequest, NotCache
 }
 
 fn chat_messages(v: Option<&Value>) -> Result<Vec<Message>, NotCacheable> {
-    let list = v.and_then(Value::as_array).ok_or(NotCacheable::NoMessages)?;
+    let list = v
+        .and_then(Value::as_array)
+        .ok_or(NotCacheable::NoMessages)?;
     if list.is_empty() {
         return Err(NotCacheable::NoMessages);
     }
@@ -259,7 +264,9 @@ pub fn canonical_json(v: &Value) -> String {
             },
             Value::Array(a) => Value::Array(a.iter().map(norm).collect()),
             // serde_json's Map is a BTreeMap here (no preserve_order), so keys come out sorted.
-            Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), norm(v))).collect()),
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, v)| (k.clone(), norm(v))).collect())
+            }
             _ => v.clone(),
         }
     }
@@ -284,7 +291,10 @@ mod tests {
         .unwrap();
         assert_eq!(az.kind, ApiKind::Chat);
         assert_eq!(az.deployment.as_deref(), Some("gpt4o"));
-        assert_eq!(classify("POST", "/v1/completions").unwrap().kind, ApiKind::Legacy);
+        assert_eq!(
+            classify("POST", "/v1/completions").unwrap().kind,
+            ApiKind::Legacy
+        );
         assert_eq!(classify("GET", "/v1/chat/completions"), None);
         assert_eq!(classify("POST", "/v1/embeddings"), None);
         assert_eq!(classify("POST", "/v1/models"), None);
@@ -305,7 +315,11 @@ mod tests {
 
     #[test]
     fn defaults_and_number_forms_do_not_split_the_partition() {
-        let a = parse(&chat(), br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#).unwrap();
+        let a = parse(
+            &chat(),
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+        )
+        .unwrap();
         let b = parse(
             &chat(),
             br#"{"model":"m","temperature":1.0,"top_p":1,"n":1,"user":"u1","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
@@ -325,9 +339,18 @@ mod tests {
         let e = |b: &[u8]| parse(&chat(), b).unwrap_err();
         assert_eq!(e(b"{nope"), NotCacheable::InvalidJson);
         assert_eq!(e(b"[1]"), NotCacheable::NotAnObject);
-        assert_eq!(e(br#"{"model":"m","messages":[]}"#), NotCacheable::NoMessages);
-        assert_eq!(e(br#"{"model":"m","n":2,"messages":[{"role":"user","content":"x"}]}"#), NotCacheable::MultipleChoices);
-        assert_eq!(e(br#"{"messages":[{"role":"user","content":"x"}]}"#), NotCacheable::MissingModel);
+        assert_eq!(
+            e(br#"{"model":"m","messages":[]}"#),
+            NotCacheable::NoMessages
+        );
+        assert_eq!(
+            e(br#"{"model":"m","n":2,"messages":[{"role":"user","content":"x"}]}"#),
+            NotCacheable::MultipleChoices
+        );
+        assert_eq!(
+            e(br#"{"messages":[{"role":"user","content":"x"}]}"#),
+            NotCacheable::MissingModel
+        );
         assert_eq!(
             e(br#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#),
             NotCacheable::UnsupportedContent
@@ -341,6 +364,12 @@ mod tests {
         assert_eq!(r.model, "dep1");
         let lg = classify("POST", "/v1/completions").unwrap();
         let r = parse(&lg, br#"{"model":"davinci","prompt":"Say hi"}"#).unwrap();
-        assert_eq!(r.messages, vec![Message { role: "user".into(), content: "Say hi".into() }]);
+        assert_eq!(
+            r.messages,
+            vec![Message {
+                role: "user".into(),
+                content: "Say hi".into()
+            }]
+        );
     }
 }

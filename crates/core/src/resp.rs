@@ -64,7 +64,8 @@ impl Pipeline {
     /// Appends one command; every argument is sent as a bulk string, so binary is safe.
     pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> &mut Self {
         self.buf.push(b'*');
-        self.buf.extend_from_slice(args.len().to_string().as_bytes());
+        self.buf
+            .extend_from_slice(args.len().to_string().as_bytes());
         self.buf.extend_from_slice(b"\r\n");
         for arg in args {
             let arg = arg.as_ref();
@@ -186,7 +187,8 @@ mod tests {
 
     #[test]
     fn decodes_every_reply_type_in_order() {
-        let input = b"+OK\r\n-ERR bad\r\n:42\r\n$3\r\na\r\n\r\n$-1\r\n*2\r\n$1\r\nx\r\n*1\r\n:1\r\n";
+        let input =
+            b"+OK\r\n-ERR bad\r\n:42\r\n$3\r\na\r\n\r\n$-1\r\n*2\r\n$1\r\nx\r\n*1\r\n:1\r\n";
         let replies = decode_replies(input, 6).unwrap();
         assert_eq!(
             replies,
@@ -207,11 +209,20 @@ mod tests {
     #[test]
     fn rejects_truncated_trailing_and_garbage() {
         assert_eq!(decode_replies(b"$5\r\nab", 1), Err(RespError::Truncated));
-        assert_eq!(decode_replies(b":1\r\n:2\r\n", 1), Err(RespError::Trailing(4)));
-        assert!(matches!(decode_replies(b"?x\r\n", 1), Err(RespError::BadType(b'?', 0))));
+        assert_eq!(
+            decode_replies(b":1\r\n:2\r\n", 1),
+            Err(RespError::Trailing(4))
+        );
+        assert!(matches!(
+            decode_replies(b"?x\r\n", 1),
+            Err(RespError::BadType(b'?', 0))
+        ));
         assert_eq!(decode_replies(b"*100000\r\n", 1), Err(RespError::Truncated));
         assert_eq!(decode_replies(b":1\r\n", 2), Err(RespError::Truncated));
         let deep = "*1\r\n".repeat(20) + ":1\r\n";
-        assert_eq!(decode_replies(deep.as_bytes(), 1), Err(RespError::TooDeep(8)));
+        assert_eq!(
+            decode_replies(deep.as_bytes(), 1),
+            Err(RespError::TooDeep(8))
+        );
     }
 }

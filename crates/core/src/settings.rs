@@ -32,7 +32,10 @@ fn resolve(
 
 impl Settings {
     /// Reads secrets from the environment once, at configure time.
-    pub fn resolve(config: Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    pub fn resolve(
+        config: Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
         let bridge_token = resolve("bridge.token_env", &config.bridge.token, env)?;
         let embeddings_key = resolve("embeddings.api_key_env", &config.embeddings.api_key, env)?;
         Ok(Settings {
@@ -55,7 +58,10 @@ mod tests {
         .unwrap();
         let env = |k: &str| (k == "T").then(|| "tok".to_string());
         let e = Settings::resolve(c.clone(), &env).unwrap_err().to_string();
-        assert!(e.contains("embeddings.api_key_env") && e.contains("K is not set"), "{e}");
+        assert!(
+            e.contains("embeddings.api_key_env") && e.contains("K is not set"),
+            "{e}"
+        );
         let env2 = |k: &str| Some(format!("v-{k}"));
         let s = Settings::resolve(c, &env2).unwrap();
         assert_eq!(s.bridge_token.as_deref(), Some("v-T"));

@@ -157,7 +157,8 @@ impl Assembler {
                 ApiKind::Chat => {
                     let delta = c.get("delta");
                     if delta.is_some_and(|d| {
-                        has_tool_calls(d.get("tool_calls")) || has_tool_calls(d.get("function_call"))
+                        has_tool_calls(d.get("tool_calls"))
+                            || has_tool_calls(d.get("function_call"))
                     }) {
                         self.fail(Gate::ToolCalls);
                         return;
@@ -245,7 +246,11 @@ mod tests {
         for s in [STREAM.to_string(), crlf, cr] {
             let b = s.as_bytes();
             for cut in 0..b.len() {
-                assert_eq!(assemble(&[&b[..cut], &b[cut..]]).unwrap(), whole, "cut at {cut}");
+                assert_eq!(
+                    assemble(&[&b[..cut], &b[cut..]]).unwrap(),
+                    whole,
+                    "cut at {cut}"
+                );
             }
             let bytes: Vec<&[u8]> = b.chunks(1).collect();
             assert_eq!(assemble(&bytes).unwrap(), whole);
@@ -267,7 +272,10 @@ mod tests {
         assert_eq!(assemble(&[tools.as_bytes()]), Err(Gate::ToolCalls));
         let bad = STREAM.replace("{\"content\":\"lo\"}", "{\"content\":");
         assert_eq!(assemble(&[bad.as_bytes()]), Err(Gate::InvalidJson));
-        let two = STREAM.replace("\"index\":0,\"delta\":{\"content\":\"lo\"}", "\"index\":1,\"delta\":{\"content\":\"lo\"}");
+        let two = STREAM.replace(
+            "\"index\":0,\"delta\":{\"content\":\"lo\"}",
+            "\"index\":1,\"delta\":{\"content\":\"lo\"}",
+        );
         assert_eq!(assemble(&[two.as_bytes()]), Err(Gate::MultipleChoices));
         let mut small = Assembler::new(ApiKind::Chat, 10);
         small.feed(STREAM.as_bytes());

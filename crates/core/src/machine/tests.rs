@@ -28,7 +28,12 @@ fn start(m: &mut Machine, extra: &[(&str, &str)], body: &[u8]) -> (Action, Vec<E
     let h = headers(extra);
     let mut fx = Vec::new();
     let a = m.on_request_headers(
-        &RequestHead { method: "POST", path: "/v1/chat/completions", headers: &h, attributes: vec![] },
+        &RequestHead {
+            method: "POST",
+            path: "/v1/chat/completions",
+            headers: &h,
+            attributes: vec![],
+        },
         &mut fx,
     );
     assert_eq!(a, Action::Continue);
@@ -65,7 +70,9 @@ fn entry_json(prompt: &str, content: &str) -> String {
         prompt: prompt.into(),
         model: "gpt-4o".into(),
         content: content.into(),
-        usage: Some(serde_json::json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12})),
+        usage: Some(
+            serde_json::json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}),
+        ),
     }
     .to_json()
 }
@@ -76,7 +83,9 @@ fn callout(m: &mut Machine, status: Option<u16>, body: &[u8]) -> Vec<Effect> {
     fx
 }
 
-fn local_reply(fx: &[Effect]) -> Option<(&Vec<(String, String)>, &Vec<u8>)> {
+type Headers = Vec<(String, String)>;
+
+fn local_reply(fx: &[Effect]) -> Option<(&Headers, &Vec<u8>)> {
     fx.iter().find_map(|e| match e {
         Effect::SendResponse { headers, body, .. } => Some((headers, body)),
         _ => None,
@@ -97,7 +106,9 @@ fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
     let c = dispatched(&fx);
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].target, Target::Bridge);
-    assert!(c[0].headers.contains(&("authorization".into(), "Bearer tok".into())));
+    assert!(c[0]
+        .headers
+        .contains(&("authorization".into(), "Bearer tok".into())));
     assert!(String::from_utf8_lossy(&c[0].body).contains("VGETATTR"));
 
     let fx = callout(m, Some(200), b"$-1\r\n*0\r\n");
@@ -111,11 +122,20 @@ fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
 
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-    assert!(has(&fx, &Effect::SetResponseHeader("x-semcache-status".into(), "miss".into())));
+    assert!(has(
+        &fx,
+        &Effect::SetResponseHeader("x-semcache-status".into(), "miss".into())
+    ));
     assert!(m.wants_response_body());
     let (first, rest) = UPSTREAM.split_at(40);
-    assert_eq!(m.on_response_body(first, false, 1_000_200, &mut fx), Action::Continue);
-    assert_eq!(m.on_response_body(rest, true, 1_000_200, &mut fx), Action::Pause);
+    assert_eq!(
+        m.on_response_body(first, false, 1_000_200, &mut fx),
+        Action::Continue
+    );
+    assert_eq!(
+        m.on_response_body(rest, true, 1_000_200, &mut fx),
+        Action::Pause
+    );
     let store = dispatched(&fx);
     assert_eq!(store.len(), 1);
     let body = String::from_utf8_lossy(&store[0].body).into_owned();
@@ -158,7 +178,11 @@ fn semantic(m: &mut Machine, cached_prompt: &str, score: &str) -> Vec<Effect> {
     callout(m, Some(200), b"$-1\r\n*0\r\n");
     callout(m, Some(200), &embedding_reply(&[0.6, 0.8]));
     let e = entry_json(cached_prompt, "Paris.");
-    callout(m, Some(200), format!("*3\r\n{}{}{}", bulk("abc"), bulk(score), bulk(&e)).as_bytes())
+    callout(
+        m,
+        Some(200),
+        format!("*3\r\n{}{}{}", bulk("abc"), bulk(score), bulk(&e)).as_bytes(),
+    )
 }
 
 #[test]
@@ -181,7 +205,10 @@ fn candidate_beyond_threshold_or_vetoed_is_a_miss_with_the_reason() {
     assert!(has(&fx, &Effect::ResumeRequest));
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-    assert!(has(&fx, &Effect::SetResponseHeader("x-semcache-distance".into(), "0.3000".into())));
+    assert!(has(
+        &fx,
+        &Effect::SetResponseHeader("x-semcache-distance".into(), "0.3000".into())
+    ));
 
     let mut m = machine();
     start(&mut m, &[("x-tenant", "t1")], BODY);
@@ -190,7 +217,10 @@ fn candidate_beyond_threshold_or_vetoed_is_a_miss_with_the_reason() {
     assert!(has(&fx, &Effect::Count(Counter::Vetoed(Veto::Negation), 1)));
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-    assert!(has(&fx, &Effect::SetResponseHeader("x-semcache-veto".into(), "negation".into())));
+    assert!(has(
+        &fx,
+        &Effect::SetResponseHeader("x-semcache-veto".into(), "negation".into())
+    ));
 }
 
 #[test]
@@ -229,10 +259,16 @@ fn every_failure_fails_open_and_is_labelled_error() {
         }
         let fx = callout(&mut m, status, body);
         assert!(has(&fx, &Effect::ResumeRequest), "step {step} {status:?}");
-        assert!(fx.iter().any(|e| matches!(e, Effect::Count(Counter::ErrorLookup | Counter::ErrorEmbeddings, 1))));
+        assert!(fx.iter().any(|e| matches!(
+            e,
+            Effect::Count(Counter::ErrorLookup | Counter::ErrorEmbeddings, 1)
+        )));
         let mut fx = Vec::new();
         m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-        assert!(has(&fx, &Effect::SetResponseHeader("x-semcache-status".into(), "error".into())));
+        assert!(has(
+            &fx,
+            &Effect::SetResponseHeader("x-semcache-status".into(), "error".into())
+        ));
         assert!(!m.wants_response_body(), "nothing stored after a failure");
     }
 }
@@ -246,7 +282,10 @@ fn failed_store_still_resumes_the_response() {
     callout(&mut m, Some(200), b"*0\r\n");
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-    assert_eq!(m.on_response_body(UPSTREAM, true, 0, &mut fx), Action::Pause);
+    assert_eq!(
+        m.on_response_body(UPSTREAM, true, 0, &mut fx),
+        Action::Pause
+    );
     let fx = callout(&mut m, None, b"");
     assert!(has(&fx, &Effect::ResumeResponse));
     assert!(has(&fx, &Effect::Count(Counter::ErrorStore, 1)));
@@ -261,7 +300,10 @@ fn no_store_and_bypass_header_touch_nothing() {
         assert!(dispatched(&fx).is_empty());
         let mut fx = Vec::new();
         m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-        assert!(has(&fx, &Effect::SetResponseHeader("x-semcache-status".into(), "bypass".into())));
+        assert!(has(
+            &fx,
+            &Effect::SetResponseHeader("x-semcache-status".into(), "bypass".into())
+        ));
         assert!(!m.wants_response_body());
     }
 }
@@ -275,7 +317,10 @@ fn no_cache_skips_lookup_but_embeds_and_stores_the_answer() {
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
     assert!(m.wants_response_body());
-    assert_eq!(m.on_response_body(UPSTREAM, true, 0, &mut fx), Action::Pause);
+    assert_eq!(
+        m.on_response_body(UPSTREAM, true, 0, &mut fx),
+        Action::Pause
+    );
     assert_eq!(dispatched(&fx)[0].target, Target::Embeddings);
     let fx = callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
     assert!(String::from_utf8_lossy(&dispatched(&fx)[0].body).contains("VADD"));
@@ -298,11 +343,23 @@ fn gates_refuse_non_200_encoded_and_unfinished_answers() {
         assert!(dispatched(&fx).is_empty());
         fx
     };
-    assert!(has(&run(500, "application/json", None, UPSTREAM), &Effect::Count(Counter::StoreSkipped(Gate::Status), 1)));
-    assert!(has(&run(200, "application/json", Some("gzip"), UPSTREAM), &Effect::Count(Counter::StoreSkipped(Gate::Encoded), 1)));
-    assert!(has(&run(200, "text/html", None, UPSTREAM), &Effect::Count(Counter::StoreSkipped(Gate::ContentType), 1)));
+    assert!(has(
+        &run(500, "application/json", None, UPSTREAM),
+        &Effect::Count(Counter::StoreSkipped(Gate::Status), 1)
+    ));
+    assert!(has(
+        &run(200, "application/json", Some("gzip"), UPSTREAM),
+        &Effect::Count(Counter::StoreSkipped(Gate::Encoded), 1)
+    ));
+    assert!(has(
+        &run(200, "text/html", None, UPSTREAM),
+        &Effect::Count(Counter::StoreSkipped(Gate::ContentType), 1)
+    ));
     let cut = &UPSTREAM[..UPSTREAM.len() - 10];
-    assert!(has(&run(200, "application/json", None, cut), &Effect::Count(Counter::StoreSkipped(Gate::InvalidJson), 1)));
+    assert!(has(
+        &run(200, "application/json", None, cut),
+        &Effect::Count(Counter::StoreSkipped(Gate::InvalidJson), 1)
+    ));
 }
 
 #[test]
@@ -323,9 +380,16 @@ fn streamed_miss_passes_chunks_and_stores_only_a_complete_stream() {
         let mut fx = Vec::new();
         m.on_response_headers(Some(200), Some("text/event-stream"), None, &mut fx);
         let bytes = sse.as_bytes();
-        let end = if complete { bytes.len() } else { bytes.len() - 16 };
+        let end = if complete {
+            bytes.len()
+        } else {
+            bytes.len() - 16
+        };
         for chunk in bytes[..end].chunks(7) {
-            assert_eq!(m.on_response_body(chunk, false, 0, &mut fx), Action::Continue);
+            assert_eq!(
+                m.on_response_body(chunk, false, 0, &mut fx),
+                Action::Continue
+            );
         }
         let a = m.on_response_body(b"", true, 0, &mut fx);
         if complete {
@@ -333,7 +397,10 @@ fn streamed_miss_passes_chunks_and_stores_only_a_complete_stream() {
             assert!(String::from_utf8_lossy(&dispatched(&fx)[0].body).contains("Hello"));
         } else {
             assert_eq!(a, Action::Continue);
-            assert!(has(&fx, &Effect::Count(Counter::StoreSkipped(Gate::Incomplete), 1)));
+            assert!(has(
+                &fx,
+                &Effect::Count(Counter::StoreSkipped(Gate::Incomplete), 1)
+            ));
         }
     }
 }
@@ -343,7 +410,10 @@ fn stream_hit_replays_sse() {
     let body = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
     let mut m = machine();
     start(&mut m, &[], body);
-    let e = entry_json("What is the capital of France?", "Paris is the capital of France.");
+    let e = entry_json(
+        "What is the capital of France?",
+        "Paris is the capital of France.",
+    );
     let fx = callout(&mut m, Some(200), format!("{}*0\r\n", bulk(&e)).as_bytes());
     let (h, body) = local_reply(&fx).unwrap();
     assert_eq!(hdr(h, "content-type"), Some("text/event-stream"));
@@ -359,13 +429,25 @@ fn not_ours_is_untouched_and_bad_bodies_bypass() {
     let mut m = machine();
     let h = headers(&[]);
     let mut fx = Vec::new();
-    let a = m.on_request_headers(&RequestHead { method: "POST", path: "/v1/embeddings", headers: &h, attributes: vec![] }, &mut fx);
+    let a = m.on_request_headers(
+        &RequestHead {
+            method: "POST",
+            path: "/v1/embeddings",
+            headers: &h,
+            attributes: vec![],
+        },
+        &mut fx,
+    );
     assert_eq!(a, Action::Continue);
     assert!(fx.is_empty());
     m.on_response_headers(Some(200), None, None, &mut fx);
     assert!(fx.is_empty());
 
-    for bad in [&b"{not json"[..], b"\xff\xfe", br#"{"model":"m","n":3,"messages":[{"role":"user","content":"x"}]}"#] {
+    for bad in [
+        &b"{not json"[..],
+        b"\xff\xfe",
+        br#"{"model":"m","n":3,"messages":[{"role":"user","content":"x"}]}"#,
+    ] {
         let mut m = machine();
         let (a, fx) = start(&mut m, &[], bad);
         assert_eq!(a, Action::Continue);
@@ -375,15 +457,31 @@ fn not_ours_is_untouched_and_bad_bodies_bypass() {
         let mut m = machine();
         let h = vec![("content-type".to_string(), ct.to_string())];
         let mut fx = Vec::new();
-        m.on_request_headers(&RequestHead { method: "POST", path: "/v1/chat/completions", headers: &h, attributes: vec![] }, &mut fx);
+        m.on_request_headers(
+            &RequestHead {
+                method: "POST",
+                path: "/v1/chat/completions",
+                headers: &h,
+                attributes: vec![],
+            },
+            &mut fx,
+        );
         assert!(has(&fx, &Effect::Count(Counter::Bypass, 1)), "{ct}");
         assert!(!m.reading_body());
     }
-    let many: Vec<String> = (0..101).map(|i| format!(r#"{{"role":"user","content":"m{i}"}}"#)).collect();
+    let many: Vec<String> = (0..101)
+        .map(|i| format!(r#"{{"role":"user","content":"m{i}"}}"#))
+        .collect();
     let huge = format!(r#"{{"model":"m","messages":[{}]}}"#, many.join(","));
     let (_, fx) = start(&mut machine(), &[], huge.as_bytes());
-    assert!(has(&fx, &Effect::Count(Counter::Bypass, 1)), "over the default max_message_count");
-    let mut m = machine_with(&CFG.replace("\"score_threshold\":0.2", "\"score_threshold\":0.2,\"max_message_count\":1"));
+    assert!(
+        has(&fx, &Effect::Count(Counter::Bypass, 1)),
+        "over the default max_message_count"
+    );
+    let mut m = machine_with(&CFG.replace(
+        "\"score_threshold\":0.2",
+        "\"score_threshold\":0.2,\"max_message_count\":1",
+    ));
     let two = br#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]}"#;
     let (a, _) = start(&mut m, &[], two);
     assert_eq!(a, Action::Continue);
@@ -393,7 +491,11 @@ fn not_ours_is_untouched_and_bad_bodies_bypass() {
 fn expired_ids_from_the_lookup_are_removed_by_the_store() {
     let mut m = machine();
     start(&mut m, &[], BODY);
-    callout(&mut m, Some(200), format!("$-1\r\n*1\r\n{}", bulk("oldid")).as_bytes());
+    callout(
+        &mut m,
+        Some(200),
+        format!("$-1\r\n*1\r\n{}", bulk("oldid")).as_bytes(),
+    );
     callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
     callout(&mut m, Some(200), b"*0\r\n");
     let mut fx = Vec::new();
