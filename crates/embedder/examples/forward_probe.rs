@@ -85,16 +85,17 @@ fn main() -> anyhow::Result<()> {
             cpu[100]
         );
     }
-    for batch in [16, 64] {
+    let long = "Sentence about caching, embeddings, latency and throughput of proxies. ".repeat(25);
+    for (batch, text) in [(16, None), (64, None), (16, Some(long.as_str()))] {
         let ids: Vec<Vec<u32>> = (0..batch)
-            .map(|i| tok.encode(sentences[i % 3]))
+            .map(|i| tok.encode(text.unwrap_or(sentences[i % 3])))
             .collect::<Result<_, _>>()?;
         let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
         let mut out = vec![0.0; dim * batch];
         enc.embed(&refs, &mut out)?;
         let t = Instant::now();
         let c = cpu_ms();
-        let reps = 10;
+        let reps = 4;
         for _ in 0..reps {
             enc.embed(&refs, &mut out)?;
         }
@@ -102,7 +103,8 @@ fn main() -> anyhow::Result<()> {
         let cpu = (cpu_ms() - c) / 1e3;
         let tokens: usize = ids.iter().map(Vec::len).sum::<usize>() * reps;
         eprintln!(
-            "batch {batch}: wall {:.1} ms/batch, {:.0} embeddings/s; process cpu {:.1} ms/batch, {:.1} GFLOP/s",
+            "batch {batch} x {} tokens: wall {:.1} ms/batch, {:.0} embeddings/s; process cpu {:.1} ms/batch, {:.1} GFLOP/s",
+            ids[0].len(),
             secs * 1e3 / reps as f64,
             (batch * reps) as f64 / secs,
             cpu * 1e3 / reps as f64,

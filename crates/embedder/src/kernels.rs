@@ -40,12 +40,43 @@ macro_rules! multiversion {
     };
 }
 
+/// Sum with 8 independent accumulators: a plain `sum()` is one serial chain of float additions,
+/// which the compiler may not reorder, so it neither vectorises nor pipelines.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += f(*v);
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().map(|v| f(*v)).sum::<f32>()
+}
+
+/// Maximum with 8 independent accumulators (see `lane_sum`).
+#[inline(always)]
+fn lane_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a = if *v > *a { *v } else { *a };
+        }
+    }
+    acc.iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
 multiversion! {
 /// In-place LayerNorm of each `width`-wide row of `x`.
 pub fn layer_norm_rows(x: &mut [f32], width: usize, w: &[f32], b: &[f32], eps: f32) {
     for row in x.chunks_exact_mut(width) {
-        let mean = row.iter().sum::<f32>() / width as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+        let mean = lane_sum(row, |v| v) / width as f32;
+        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / width as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, g), bb) in row.iter_mut().zip(w).zip(b) {
             *v = (*v - mean) * inv * g + bb;
@@ -106,20 +137,43 @@ pub fn gelu(x: &mut [f32]) {
 }
 }
 
+/// e^x in f32, branch-free so it vectorises (Cephes' expf polynomial, ≈ 1 ulp), for x ≤ 88.
+/// The libm call it replaces was 7 % of the time on 256-token inputs.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // 1.5 · 2²³: adding it rounds to an integer held in the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let p = p * r * r + r + 1.0;
+    // 2^n from n's bits: the low mantissa bits of t hold n + 2²², in two's complement.
+    let n_int = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    p * f32::from_bits((n_int.wrapping_add(127) << 23) as u32)
+}
+
+multiversion! {
 /// In-place softmax of each `width`-wide row.
 pub fn softmax_rows(x: &mut [f32], width: usize) {
     for row in x.chunks_exact_mut(width) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0;
+        let max = lane_max(row);
         for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
+            *v = exp(*v - max);
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / lane_sum(row, |v| v);
         for v in row.iter_mut() {
             *v *= inv;
         }
     }
+}
 }
 
 #[cfg(test)]
@@ -149,11 +203,33 @@ mod tests {
     }
 
     #[test]
+    fn exp_is_accurate() {
+        let mut worst = 0.0f64;
+        for i in -87_000..=10_000 {
+            let x = i as f32 / 1000.0;
+            let want = (x as f64).exp();
+            worst = worst.max(((exp(x) as f64) - want).abs() / want);
+        }
+        assert!(worst < 5e-7, "max relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
     fn softmax_rows_sum_to_one() {
         let mut x = vec![1.0, 2.0, 3.0, -1.0, 0.0, 1000.0];
         softmax_rows(&mut x, 3);
         assert!((x[..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!((x[5] - 1.0).abs() < 1e-6);
+        // Rows longer than one 8-lane chunk, with the maximum in the tail.
+        let mut y: Vec<f32> = (0..21).map(|i| i as f32 * 0.5).collect();
+        softmax_rows(&mut y, 21);
+        assert!((y.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(y[20] > y[19] && y[19] > y[0]);
+        let want = 1.0
+            / (0..21)
+                .map(|i| ((i as f64 - 20.0) * 0.5).exp())
+                .sum::<f64>();
+        assert!((y[20] as f64 - want).abs() < 1e-6);
     }
 
     #[test]
