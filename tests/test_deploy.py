@@ -219,51 +219,43 @@ def check_config():
     assert r.returncode == 0, r.stderr
     exe = paths.path("target") / "release" / "examples" / "check_config"
 
-    def run(text: str, tmp: Path) -> subprocess.CompletedProcess:
+    def run(text: str, tmp: Path, overlay: str | None = None) -> subprocess.CompletedProcess:
         suffix = ".xml" if text.lstrip().startswith("<") else ".json"
         f = tmp / f"config{suffix}"
         f.write_text(text)
-        return subprocess.run([str(exe), str(f)], capture_output=True, text=True, timeout=60)
+        argv = [str(exe), str(f)] + (["--overlay", overlay] if overlay is not None else [])
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
     return run
-
-
-def deep_merge(base, overlay):
-    if isinstance(base, dict) and isinstance(overlay, dict):
-        out = dict(base)
-        for k, v in overlay.items():
-            out[k] = deep_merge(base.get(k), v) if k in base else v
-        return out
-    return overlay
 
 
 def _docs(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def plugin_configs() -> dict[str, str]:
-    """Every plugin configuration the deployment files carry, as the string the filter gets."""
+def plugin_configs() -> dict[str, tuple[str, str | None]]:
+    """Every plugin configuration the deployment files carry, as the string the filter gets,
+    with the route overlay applied over it, if any."""
     out = {}
     canonical = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
     base = stacklib._wasm_filter(canonical)["typed_config"]["config"]["configuration"]["value"]
-    out["envoy.yaml (also docker-compose)"] = base
+    out["envoy.yaml (also docker-compose)"] = (base, None)
     for r in stacklib._hcm(canonical)["route_config"]["virtual_hosts"][0]["routes"]:
         overlay = r.get("metadata", {}).get("filter_metadata", {}).get("semcache", {}).get("config")
         if overlay:
-            out[f"envoy.yaml route {r['name']} overlay"] = json.dumps(
-                deep_merge(json.loads(base), json.loads(overlay)))
+            out[f"envoy.yaml route {r['name']} overlay"] = (base, overlay)
     istio_base = None
     for path in sorted(ISTIO.glob("*.yaml")):
         for doc in _docs(path):
             name = f"istio/{path.name} {doc['kind']}/{doc['metadata']['name']}"
             if doc["kind"] == "WasmPlugin":
-                out[name] = json.dumps(doc["spec"]["pluginConfig"])
+                out[name] = (json.dumps(doc["spec"]["pluginConfig"]), None)
             if doc["kind"] == "EnvoyFilter":
                 for i, patch in enumerate(doc["spec"]["configPatches"]):
                     value = patch["patch"]["value"]
                     cfg = value.get("typed_config", {}).get("config", {}).get("configuration", {})
                     if cfg.get("value"):
-                        out[f"{name} patch {i}"] = cfg["value"]
+                        out[f"{name} patch {i}"] = (cfg["value"], None)
                         istio_base = cfg["value"]
     for path in sorted(ISTIO.glob("*.yaml")):
         for doc in _docs(path):
@@ -274,8 +266,8 @@ def plugin_configs() -> dict[str, str]:
                 overlay = meta.get("filter_metadata", {}).get("semcache", {}).get("config")
                 if overlay:
                     assert istio_base, "an Istio route overlay needs the EnvoyFilter plugin config"
-                    out[f"istio/{path.name} {doc['metadata']['name']} patch {i} (merged)"] = \
-                        json.dumps(deep_merge(json.loads(istio_base), json.loads(overlay)))
+                    out[f"istio/{path.name} {doc['metadata']['name']} patch {i} overlay"] = \
+                        (istio_base, overlay)
     return out
 
 
@@ -288,23 +280,28 @@ def test_deployment_files_carry_plugin_configs():
 
 @pytest.mark.parametrize("name", list(plugin_configs()))
 def test_plugin_config_is_accepted(name, check_config, tmp_path):
-    r = check_config(plugin_configs()[name], tmp_path)
+    config, overlay = plugin_configs()[name]
+    r = check_config(config, tmp_path, overlay)
     assert r.returncode == 0, f"{name} rejected:\n{r.stdout}{r.stderr}"
 
 
 def test_config_checker_rejects_a_bad_field(check_config, tmp_path):
     """Control: the checker is not a no-op, and it names the field."""
-    bad = dict(json.loads(plugin_configs()["envoy.yaml (also docker-compose)"]), ttl_secondz=5)
+    base, _ = plugin_configs()["envoy.yaml (also docker-compose)"]
+    bad = dict(json.loads(base), ttl_secondz=5)
     r = check_config(json.dumps(bad), tmp_path)
     assert r.returncode != 0
     assert "ttl_secondz" in r.stdout + r.stderr
+    r = check_config(base, tmp_path, overlay='{"score_threshold": "strict"}')
+    assert r.returncode != 0
+    assert "score_threshold" in r.stdout + r.stderr
 
 
 def test_istio_plugin_configs_differ_from_local_only_in_endpoints():
     """The Istio manifests carry the same plugin settings as envoy.yaml; only the callout
     clusters and authorities (Istio's outbound|port||fqdn names) differ."""
     configs = plugin_configs()
-    local = json.loads(configs["envoy.yaml (also docker-compose)"])
+    local = json.loads(configs["envoy.yaml (also docker-compose)"][0])
 
     def strip(c):
         c = copy.deepcopy(c)
@@ -316,8 +313,8 @@ def test_istio_plugin_configs_differ_from_local_only_in_endpoints():
         c.pop("hold_request_headers", None)
         return c
 
-    istio = {k: json.loads(v) for k, v in configs.items()
-             if k.startswith("istio/") and "merged" not in k}
+    istio = {k: json.loads(v) for k, (v, overlay) in configs.items()
+             if k.startswith("istio/") and overlay is None}
     assert len(istio) == 2, list(istio)
     for name, cfg in istio.items():
         assert strip(cfg) == strip(local), name
