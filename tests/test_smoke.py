@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 import stack as stacklib
 from stack import ROOT, Stack, StackError
@@ -142,6 +143,11 @@ def test_run_script(sig, filter_ready, client, tmp_path):
     argv = [sys.executable, str(ROOT / "scripts" / "run.py"), "--mock-latency-ms", "0"]
     if filter_ready is not None:
         argv.append("--no-filter")
+    config = None
+    if sig == signal.SIGTERM:  # this run also takes another plugin config (make run CONFIG=...)
+        config = json.dumps({**stacklib.default_plugin_config(), "score_threshold": 0.11})
+        (tmp_path / "config.json").write_text(config)
+        argv += ["--config", str(tmp_path / "config.json")]
     out = open(tmp_path / "run.out", "w+b")
     p = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -159,6 +165,10 @@ def test_run_script(sig, filter_ready, client, tmp_path):
                       "http://127.0.0.1:8081", "http://127.0.0.1:8082", "http://127.0.0.1:8083"):
             assert where in text, text
         assert "curl -s -D- http://127.0.0.1:10000/v1/chat/completions" in text
+        rendered = yaml.safe_load((ROOT / ".run" / "logs" / "envoy.yaml").read_text())
+        wasm = stacklib._wasm_filter(rendered)
+        if config is not None and wasm is not None:
+            assert wasm["typed_config"]["config"]["configuration"]["value"] == config
         token = (ROOT / ".run" / "bridge-token").read_text().strip()
         assert len(token) >= 32 and token not in text
 
@@ -195,3 +205,12 @@ def test_run_script_reports_busy_port(filter_ready):
                            cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
     assert r.returncode == 1
     assert re.search(rb"127\.0\.0\.1:8081 \(bridge\) is taken by pid \d+", r.stderr), r.stderr
+
+
+def test_make_run_passes_its_variables():
+    r = subprocess.run(["make", "-n", "run", "CONFIG=some dir/c.json", "MOCK_LATENCY_MS=0",
+                        "BACKEND=redisearch"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stdout.splitlines() if "scripts/run.py" in l)
+    assert "--config 'some dir/c.json'" in line
+    assert "--mock-latency-ms 0" in line and "--backend redisearch" in line
