@@ -551,13 +551,6 @@ def test_json_sent_as_text_plain_is_never_stored(fault_stack, client):
     assert status(client.post(s.envoy_url + CHAT, content=raw, headers=headers)) != "hit"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "prompt::canonical writes the exact form as `{role}:{len}:{text}\\n` per turn with the role "
-    "neither escaped nor length-prefixed, so a role containing ':<n>:' and a newline makes one "
-    "turn read as two: [rr: 'ab', ss: 'q'] and [('rr:2:ab\\nss': 'q')] share the exact form "
-    "'rr:2:ab\\nss:1:q\\n', the same entry id, and the second is an exact hit serving the "
-    "first's answer (fuzz target prompt_canonical, testdata/fuzz/prompt_canonical/). Needs an "
-    "upstream that accepts any role string, as the mock does; OpenAI refuses unknown roles."))
 def test_crafted_role_never_gets_another_conversations_answer(fault_stack, client):
     s = fault_stack
     tag = uuid.uuid4().hex

@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the canonical form changes, so old entries are simply never found again.
-const LAYOUT_VERSION: &[u8] = b"semcache/1";
+const LAYOUT_VERSION: &[u8] = b"semcache/2";
 
 pub struct PartitionInput<'a> {
     pub kind: &'a str,

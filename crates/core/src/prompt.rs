@@ -69,8 +69,9 @@ pub fn canonical(messages: &[Message], ignore_system_messages: bool) -> Prompt {
     }
     let mut exact = String::new();
     for (role, text) in &dialog {
-        // Length-prefixing keeps ("a: b", "c") and ("a", "b: c") distinct.
-        exact.push_str(&format!("{}:{}:{}\n", role, text.len(), text));
+        // Length-prefixing role and text keeps ("a: b", "c") and ("a", "b: c") distinct, and
+        // a crafted role cannot pose as a turn boundary.
+        exact.push_str(&format!("{}:{}:{}:{}\n", role.len(), role, text.len(), text));
     }
     let mut embed_text = String::new();
     if let Some(((_, last), earlier)) = dialog.split_last() {
@@ -164,6 +165,13 @@ mod tests {
         let a = canonical(&[m("user", "a: b"), m("user", "c")], false);
         let b = canonical(&[m("user", "a"), m("user", "b: c")], false);
         assert_ne!(a.exact, b.exact);
+    }
+
+    #[test]
+    fn a_crafted_role_cannot_pose_as_two_turns() {
+        let honest = canonical(&[m("rr", "ab"), m("ss", "q")], false);
+        let crafted = canonical(&[m("rr:2:ab\nss", "q")], false);
+        assert_ne!(honest.exact, crafted.exact);
     }
 
     #[test]
