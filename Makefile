@@ -59,10 +59,16 @@ compose-tool:
 
 # --- builds ---------------------------------------------------------------------------------
 
-# Native binaries: target/release/semcache-{bridge,embedder,mock-llm}
+# Native binaries: target/release/semcache-{bridge,embedder,mock-llm}, built together with every
+# test target in one release build. `cargo test` then compiles nothing, and `make run` and
+# `make test` share one set of artifacts: a plain `--bins` build resolves the dependencies'
+# features without the dev-dependencies and would compile the whole graph a second time.
+# (Release for tests also keeps the embedder's model fast.)
+NATIVE_TARGETS := --workspace --lib --bins --tests --examples
+
 .PHONY: build
 build:
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release $(NATIVE_TARGETS)
 
 # The filter: target/wasm32-wasip1/wasm/semcache.wasm
 .PHONY: wasm
@@ -79,36 +85,26 @@ run: venv build wasm
 
 # --- tests ----------------------------------------------------------------------------------
 
-# Everything `cargo test` compiles, built once in the release profile: the binaries the
-# end-to-end tests start are the same artifacts, so the dependency graph is compiled once (a
-# plain `--bins` build resolves features without dev-dependencies and would compile it again).
-# Release also keeps the embedder's model fast in tests.
-TEST_TARGETS := --workspace --lib --bins --tests --examples
-
-.PHONY: build-tests
-build-tests:
-	$(CARGO) build --release $(TEST_TARGETS)
-
 CARGO_TEST = $(PATHS_ENV) $(CARGO) test --release --workspace $(CARGO_TEST_ARGS)
 PYTEST     = $(PATHS_ENV) $(PY) -m pytest tests/ $(PYTEST_ARGS)
 
 # Unit and integration tests of every crate (the bridge against a real Redis 8).
 .PHONY: cargo-test
-cargo-test: venv build-tests
-	$(CARGO_TEST)
+cargo-test: venv build
+	@echo "cargo test --release --workspace $(CARGO_TEST_ARGS)"; $(CARGO_TEST)
 
 # End-to-end tests with the real Envoy, `envoy --mode validate` on every Envoy config, and the
 # docker-compose / Istio checks (tests/).
 .PHONY: e2e
-e2e: venv build-tests wasm compose-tool
-	$(PYTEST)
+e2e: venv build wasm compose-tool
+	@echo "pytest tests/ $(PYTEST_ARGS)"; $(PYTEST)
 
-.PHONY: test
 # Both halves run even if the first fails, so one run reports everything.
-test: venv rust-target compose-tool build-tests wasm
+.PHONY: test
+test: venv rust-target compose-tool build wasm
 	@status=0; \
-	( set -x; $(CARGO_TEST) ) || status=1; \
-	( set -x; $(PYTEST) ) || status=1; \
+	echo "cargo test --release --workspace $(CARGO_TEST_ARGS)"; ( $(CARGO_TEST) ) || status=1; \
+	echo "pytest tests/ $(PYTEST_ARGS)"; ( $(PYTEST) ) || status=1; \
 	if [ $$status != 0 ]; then echo "make test: FAILED (see above)" >&2; fi; exit $$status
 
 .PHONY: lint

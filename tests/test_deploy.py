@@ -211,7 +211,7 @@ def check_config():
     cargo = shutil.which("cargo")
     if cargo is None:
         pytest.skip("cargo not on PATH")
-    # The same cargo invocation as `make build-tests` (a no-op after it): building only this
+    # The same cargo invocation as `make build` (a no-op after it): building only this
     # example would resolve features differently and recompile shared dependencies.
     r = subprocess.run([cargo, "build", "--release", "-q", "--workspace", "--lib", "--bins",
                         "--tests", "--examples"], cwd=ROOT, capture_output=True, text=True,
