@@ -67,6 +67,7 @@ CLUSTER_LLM = "llm_upstream"
 CLUSTER_EMBEDDINGS = "semcache_embeddings"
 CLUSTER_BRIDGE = "semcache_bridge"
 FILTER_NAME = "semcache"
+READY_PATH = "/__semcache_launcher_ready"
 
 LISTENING_RE = re.compile(rb"listening on http://([0-9.]+|\[[0-9a-fA-F:]+\]):(\d+)")
 REDIS_READY_RE = re.compile(rb"Ready to accept connections")
@@ -442,6 +443,14 @@ def render_envoy_config(
                 "config": config_string(overlay)}}}
         extra.append(route)
     routes[:0] = extra
+    # The launcher's readiness probe, answered by Envoy itself (never sent to a real upstream).
+    routes.insert(0, {
+        "name": "semcache_launcher_ready",
+        "match": {"path": READY_PATH},
+        "direct_response": {"status": 200, "body": {"inline_string": "ready\n"}},
+        "typed_per_filter_config": {FILTER_NAME: {
+            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}},
+    })
 
     llm_cluster = clusters[CLUSTER_LLM]
     if upstream is None:
@@ -810,14 +819,15 @@ class Stack:
         status, body = http_get(self.admin_url + "/listeners?format=json")
         listeners = json.loads(body)["listener_statuses"]
         self.envoy_port = int(listeners[0]["local_address"]["socket_address"]["port_value"])
-        # 4. the listener answers HTTP
+        # 4. the listener answers HTTP (a route Envoy answers itself)
         while True:
             self._envoy_check(deadline, "answer on its listener")
             try:
-                http_get(self.envoy_url + "/__semcache_ready", timeout=2)
-                break
+                if http_get(self.envoy_url + READY_PATH, timeout=2)[0] == 200:
+                    break
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
 
     def _envoy_check(self, deadline: float, what: str) -> None:
         proc = self.procs["envoy"]

@@ -214,3 +214,40 @@ def test_make_run_passes_its_variables():
     line = next(l for l in r.stdout.splitlines() if "scripts/run.py" in l)
     assert "--config 'some dir/c.json'" in line
     assert "--mock-latency-ms 0" in line and "--backend redisearch" in line
+
+
+def test_real_upstream_wiring(make_stack, client, filter_ready):
+    """SEMCACHE_UPSTREAM_URL / OPENAI_API_KEY: llm_upstream becomes a DNS cluster to the given
+    host, the base path is prefixed, the host rewritten and the key sent as a bearer token. Here
+    the "real" upstream is a local recorder (no network)."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("host"), self.headers.get("authorization")))
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        s = make_stack(filter=filter_ready is None, embeddings="embedder",
+                       upstream_url=f"http://localhost:{server.server_port}/base",
+                       upstream_key="sk-local-test")
+        assert "mock" not in s.procs
+        r = client.get(s.envoy_url + "/v1/models")
+        assert r.status_code == 200
+        assert seen == [("/base/v1/models", "localhost", "Bearer sk-local-test")]
+        assert "sk-local-test" not in "".join(" ".join(map(str, row)) for row in s.describe())
+    finally:
+        server.shutdown()
+        server.server_close()
