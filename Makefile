@@ -113,11 +113,23 @@ lint: rust-target
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p semcache --target $(WASM_TARGET) -- -D warnings
 
-# --- placeholders filled by their owners ----------------------------------------------------
+# --- measurements (not part of CI) ------------------------------------------------------------
 
-.PHONY: bench eval fuzz
-bench eval fuzz:
-	@echo "make $@: not yet implemented" >&2; exit 1
+# Answer quality through the real stack: target/eval/report.{md,json}.
+.PHONY: eval
+eval: venv build wasm
+	$(PATHS_ENV) $(PY) scripts/eval.py $(EVAL_ARGS)
+
+# Latency, throughput, Redis memory, wasm memory: target/bench/report.{md,json}.
+# `make bench QUICK=1` finishes in a few minutes.
+.PHONY: bench
+bench: venv build wasm
+	QUICK=$(QUICK) $(PATHS_ENV) $(PY) scripts/bench.py $(BENCH_ARGS)
+
+# Every cargo-fuzz target for FUZZ_SECONDS (default 60) each; findings go to testdata/fuzz/.
+.PHONY: fuzz
+fuzz: venv
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) scripts/fuzz.sh
 
 # --- housekeeping ---------------------------------------------------------------------------
 
