@@ -85,7 +85,7 @@ run: venv build wasm
 
 # --- tests ----------------------------------------------------------------------------------
 
-CARGO_TEST = $(PATHS_ENV) $(CARGO) test --release --workspace $(CARGO_TEST_ARGS)
+CARGO_TEST = $(PATHS_ENV) $(CARGO) test --release --workspace --no-fail-fast $(CARGO_TEST_ARGS)
 PYTEST     = $(PATHS_ENV) $(PY) -m pytest tests/ $(PYTEST_ARGS)
 
 # Unit and integration tests of every crate (the bridge against a real Redis 8).
