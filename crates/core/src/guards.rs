@@ -76,10 +76,11 @@ pub fn check(cfg: &GuardsConfig, cached: &str, query: &str) -> Option<Veto> {
     if cfg.entities && (missing_entity(&a, &b) || missing_entity(&b, &a) || routes_differ) {
         return Some(Veto::Entities);
     }
-    if cfg.scope && scope_conflict(&a.scope, &b.scope) {
+    if cfg.scope && (scope_conflict(&a.scope, &b.scope) || scope_conflict(&b.scope, &a.scope)) {
         return Some(Veto::Scope);
     }
-    if cfg.substitution && substituted(&a.words, &b.words) {
+    // The alignment breaks ties one way: ask both ways so the verdict is symmetric.
+    if cfg.substitution && (substituted(&a.words, &b.words) || substituted(&b.words, &a.words)) {
         return Some(Veto::Substitution);
     }
     None
