@@ -334,6 +334,7 @@ class Wrk:
         }
         if pids:
             n = max(1, r["requests"])
+            res["cpu_s"] = {k: round(v, 4) for k, v in cpu.items()}
             res["cpu_us_per_req"] = {k: round(v * 1e6 / n, 1) for k, v in cpu.items()}
             res["cpu_util"] = {k: round(v / secs, 3) for k, v in cpu.items()} if secs else {}
         return res
@@ -617,6 +618,31 @@ def memory_breakdown(s: Stack, vs_key: str, limit: int) -> dict:
 # the run
 
 
+def merge_runs(rs: list[dict]) -> dict:
+    """Rounds of one row: latency percentiles and rates are the median over the rounds; counts,
+    CPU and outcomes are summed (CPU per request over all rounds)."""
+    med = statistics.median
+    out = {k: round(med(r[k] for r in rs), 3) for k in
+           ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms", "rps")}
+    out["max_ms"] = max(r["max_ms"] for r in rs)
+    out["concurrency"] = rs[0]["concurrency"]
+    out["rounds"] = len(rs)
+    out["duration_s"] = round(sum(r["duration_s"] for r in rs), 2)
+    out["requests"] = sum(r["requests"] for r in rs)
+    out["error_count"] = sum(r["error_count"] for r in rs)
+    for key in ("filter_counters", "upstream", "cpu_s"):
+        acc: dict = {}
+        for r in rs:
+            for k, v in r.get(key, {}).items():
+                acc[k] = acc.get(k, 0) + v
+        out[key] = acc
+    n = max(1, out["requests"])
+    out["cpu_us_per_req"] = {k: round(v * 1e6 / n, 1) for k, v in out["cpu_s"].items()}
+    out["per_round"] = [{k: r[k] for k in ("p50_ms", "p99_ms", "rps", "requests", "loadavg")}
+                        for r in rs]
+    return out
+
+
 def stats_delta(a: dict, b: dict) -> dict:
     keys = ("hits.exact", "hits.semantic", "misses", "bypasses", "stores", "errors.embeddings",
             "errors.lookup", "errors.store")
@@ -665,8 +691,9 @@ def seed_semantic(s: Stack, tenant: str, want: int) -> tuple[list[str], dict]:
 
 def run(args) -> dict:
     quick = args.quick
-    dur = args.duration or (5.0 if quick else 20.0)
-    dur1 = max(2.0, dur / 2.5)          # concurrency-1 rows
+    rounds = args.rounds or (1 if quick else 3)
+    dur = args.duration or (5.0 if quick else 7.0)
+    dur1 = max(2.0, round(dur / 2.5))   # concurrency-1 rows
     warm = 2.0 if quick else 5.0
     entries = args.entries or (500 if quick else 2000)
     conc = args.concurrency
@@ -685,6 +712,7 @@ def run(args) -> dict:
             "generator": subprocess.run([wrk_exe, "--version"], capture_output=True,
                                         text=True).stdout.splitlines()[0].strip(),
             "concurrency": conc, "duration_s": dur, "duration_c1_s": dur1, "warmup_s": warm,
+            "rounds": rounds,
             "envoy_concurrency": 2, "mock_latency_ms": 0,
             "wasm": wasm_identity(),
         },
@@ -761,25 +789,33 @@ def run(args) -> dict:
             "semantic_hit": ("/v1/chat/completions", "semantic", "rotate", {TENANT: "sem"}),
             "miss": ("/v1/chat/completions", "miss", "unique", {TENANT: "miss"}),
         }
+        # Rounds interleave the rows, so a change in the machine's background load spreads over
+        # every row instead of landing on one; each figure is the median over the rounds.
+        runs: dict[tuple[str, int], list[dict]] = {}
+        for rnd in range(rounds):
+            for name, (path, bodies, mode, headers) in rows.items():
+                url = s.envoy_url + path
+                for c, d in ((conc, dur), (1, dur1)):
+                    w = warm if rnd == 0 else 1.0
+                    log(f"round {rnd + 1}/{rounds} {name} c={c}: warm-up {w:.0f}s, measure {d:.0f}s")
+                    wrk.run(url, bodies, concurrency=c, duration=w, mode=mode, headers=headers)
+                    before, up0 = s.stats(), upstream_requests(s)
+                    r = wrk.run(url, bodies, concurrency=c, duration=d, mode=mode,
+                                headers=headers, pids=pids)
+                    r["filter_counters"] = stats_delta(before, s.stats())
+                    up1 = upstream_requests(s)
+                    r["upstream"] = {k: up1[k] - up0.get(k, 0) for k in up1}
+                    r["loadavg"] = round(os.getloadavg()[0], 2)
+                    runs.setdefault((name, c), []).append(r)
+                    log(f"  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['rps']:.0f} rps  "
+                        f"errors {r['error_count']}  {r['filter_counters']}  upstream {r['upstream']}")
         report["rows"] = {}
         for name, (path, bodies, mode, headers) in rows.items():
-            url = s.envoy_url + path
             res = {"path": path, "headers": headers, "mode": mode,
                    "distinct_bodies": len(wrk.files[bodies].read_text().splitlines())
                    if mode == "rotate" else "one per request"}
-            for c, d in ((conc, dur), (1, dur1)):
-                log(f"{name} c={c}: warm-up {warm:.0f}s, measure {d:.0f}s")
-                wrk.run(url, bodies, concurrency=c, duration=warm, mode=mode, headers=headers)
-                before, up0 = s.stats(), upstream_requests(s)
-                r = wrk.run(url, bodies, concurrency=c, duration=d, mode=mode, headers=headers,
-                            pids=pids)
-                r["filter_counters"] = stats_delta(before, s.stats())
-                up1 = upstream_requests(s)
-                r["upstream"] = {k: up1[k] - up0.get(k, 0) for k in up1}
-                r["loadavg"] = round(os.getloadavg()[0], 2)
-                res[f"c{c}"] = r
-                log(f"  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['rps']:.0f} rps  "
-                    f"errors {r['error_count']}  {r['filter_counters']}")
+            for c in (conc, 1):
+                res[f"c{c}"] = merge_runs(runs[(name, c)])
             report["rows"][name] = res
 
         # --- wasm memory
@@ -910,8 +946,9 @@ def markdown(report: dict) -> str:
     L.append(f"Measured {cond['date']} at `{cond['git_rev']}` on {cond['cpus']} CPUs ({cond['cpu']}), "
              f"load average {cond['loadavg_start'][0]} at the start, {cond['loadavg_end'][0]} at the end"
              f"{' — QUICK mode' if cond['quick'] else ''}. Generator: `{cond['generator']}` "
-             f"(one thread, {conc} connections, {cond['duration_s']:.0f} s per row after a "
-             f"{cond['warmup_s']:.0f} s warm-up; c=1 rows {cond['duration_c1_s']:.0f} s). "
+             f"(one thread, {conc} connections; {cond['rounds']} interleaved round(s) of "
+             f"{cond['duration_s']:.0f} s per row after a {cond['warmup_s']:.0f} s warm-up, c=1 rows "
+             f"{cond['duration_c1_s']:.0f} s; figures are medians over the rounds). "
              "Envoy `--concurrency 2`, mock LLM at 0 ms.")
     L.append("")
     L.append(f"| row | p50 ms | p99 ms | req/s | c=1 p50 ms | c=1 p99 ms | target | met? |")
@@ -1016,7 +1053,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", default=os.environ.get("QUICK") not in (None, "", "0"),
                     help="short runs (about 2 minutes); also QUICK=1 in the environment")
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--duration", type=float, default=None, help="seconds per row (20, quick 5)")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="seconds per row and round at the fixed concurrency (7, quick 5)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3, quick 1)")
     ap.add_argument("--entries", type=int, default=None, help="entries for Redis memory (2000, quick 500)")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench"))
     ap.add_argument("--update-docs", action="store_true",

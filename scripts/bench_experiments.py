@@ -24,7 +24,13 @@ no-store), exact hit, and nocache_path_on/off: POST /pt/v1/embeddings through a 
 filter is active but the path is not a completion (the filter's cheapest exit) against the same
 path with the filter disabled.
 
+With --semantic instead: where a semantic hit's time goes at concurrency 1. One stack, a
+partition of 2000 filler entries plus the eval paraphrase seeds, and route overlays that switch
+one thing off at a time (exact tier, guards, top_k 1), plus a partition holding only the seeds,
+against the embedder alone; interleaved rounds, medians.
+
 Usage: python scripts/bench_experiments.py [--variants default,nohold,...] [--duration 5] [--c1]
+       python scripts/bench_experiments.py --semantic [--rounds 3] [--entries 2000]
 Writes target/bench/experiments.json and prints a table.
 """
 
@@ -133,6 +139,51 @@ def split_write_probe(base: str, body: str) -> str:
             return "no response within 5 s"
 
 
+def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
+    import statistics
+    off = {k: False for k in ("numbers", "negation", "entities", "quoted", "scope", "substitution")}
+    overlays = [("nofilter", None), ("nx", {"exact_match": False}), ("ng", {"guards": off}),
+                ("k1", {"top_k": 1})]
+    out: dict = {}
+    with Stack(mock_latency_ms=0, env=env, route_overlays=overlays) as s:
+        pids = {n: p.pid for n, p in s.procs.items()}
+        bench.fill_entries(s, args.entries, "sem", seed=8)
+        bodies, info = bench.seed_semantic(s, "sem", 64)
+        _, info_small = bench.seed_semantic(s, "small", 64)
+        out["seed"] = {"sem": info, "small": info_small}
+        wrk.bodies("semantic", bodies)
+        texts = [json.loads(b)["messages"][-1]["content"] for b in bodies]
+        wrk.bodies("embed", [json.dumps({"model": "all-MiniLM-L6-v2", "input": t,
+                                         "encoding_format": "base64"}) for t in texts])
+        rows = {
+            "embedder_alone": (s.embedder_url + "/v1/embeddings", "embed", {}),
+            "semantic_hit": (s.envoy_url + "/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
+            "small_partition": (s.envoy_url + "/v1/chat/completions", "semantic", {bench.TENANT: "small"}),
+            "no_exact_tier": (s.envoy_url + "/nx/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
+            "no_guards": (s.envoy_url + "/ng/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
+            "top_k_1": (s.envoy_url + "/k1/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
+        }
+        runs: dict = {k: [] for k in rows}
+        for rnd in range(args.rounds):
+            for name, (url, b, h) in rows.items():
+                wrk.run(url, b, concurrency=1, duration=1, headers=h)
+                r = wrk.run(url, b, concurrency=1, duration=args.duration, headers=h, pids=pids)
+                runs[name].append(r)
+        for name, rs in runs.items():
+            out[name] = {
+                "p50_ms": round(statistics.median(r["p50_ms"] for r in rs), 3),
+                "p99_ms": round(statistics.median(r["p99_ms"] for r in rs), 3),
+                "rounds_p50_ms": [r["p50_ms"] for r in rs],
+                "cpu_us_per_req": {k: round(statistics.median(r["cpu_us_per_req"][k] for r in rs), 1)
+                                   for k in rs[0]["cpu_us_per_req"]},
+            }
+            print(f"{name:16} c=1 p50 {out[name]['p50_ms']:7.3f} ms (rounds {out[name]['rounds_p50_ms']}) "
+                  f"p99 {out[name]['p99_ms']:7.3f}  cpu/req {out[name]['cpu_us_per_req']}", flush=True)
+        hist = s.stats("semcache.")
+        out["filter_histograms"] = {k: v for k, v in hist.items() if isinstance(v, str)}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default="default,nohold,nohold_h2,nohold_buffer,hold_only")
@@ -140,6 +191,9 @@ def main() -> int:
     ap.add_argument("--perf", action="store_true",
                     help="sample Envoy with `perf record` during each c=16 row; report time per DSO")
     ap.add_argument("--rows", default=None, help="comma list of rows to run (default: all)")
+    ap.add_argument("--semantic", action="store_true", help="the semantic-hit breakdown instead")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--entries", type=int, default=2000)
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--out", default=str(ROOT / "target" / "bench"))
@@ -163,6 +217,11 @@ def main() -> int:
     }
     results: dict = {"conditions": {"loadavg_start": __import__("os").getloadavg()[0],
                                     "git_rev": bench.git_rev(), "duration_s": args.duration}}
+    if args.semantic:
+        results["semantic"] = semantic_breakdown(args, wrk, env)
+        results["conditions"]["loadavg_end"] = __import__("os").getloadavg()[0]
+        (out / "experiments-semantic.json").write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     for variant in args.variants.split(","):
         cfg = {**default_plugin_config()}
         if variant.startswith("nohold"):

@@ -1,0 +1,189 @@
+//! Native cost per request of the filter's decision logic (semcache-core's `Machine`), driven
+//! with canned callout replies the way the glue in src/lib.rs drives it:
+//!
+//! - exact hit: request headers, body, exact-tier reply with an entry;
+//! - semantic hit: request headers, body, empty exact-tier reply, embeddings response (base64),
+//!   VSIM reply with four candidates and their attributes (the first one served);
+//! - guards alone: one `guards::check` of the cached prompt against the query;
+//! - bypass: `cache-control: no-store` request headers, then the response headers.
+//!
+//! The configuration defaults to the plugin configuration of envoy/envoy.yaml.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use base64::Engine;
+use semcache_core::config::Config;
+use semcache_core::entry::Entry;
+use semcache_core::machine::{CalloutResult, Effect, Machine, RequestHead};
+use semcache_core::settings::Settings;
+
+const ANSWER: &str = "Mock answer to: How long should I boil an egg for a runny yolk? \
+[0123456789abcdef]. Tool calls, finish reasons and gzip encoding can be requested per request \
+as well. A cache hit should never show up in those counters, which is how tests prove it \
+happened. Semantic caches compare the meaning of prompts rather than their exact bytes. This \
+reply comes from the semcache mock upstream, which answers every question the same way every \
+time.";
+
+fn bulk(b: &[u8]) -> Vec<u8> {
+    let mut v = format!("${}\r\n", b.len()).into_bytes();
+    v.extend_from_slice(b);
+    v.extend_from_slice(b"\r\n");
+    v
+}
+
+fn plugin_config() -> String {
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../envoy/envoy.yaml"
+    ))
+    .expect("envoy/envoy.yaml");
+    // The one line `value: '{...}'` of the plugin configuration.
+    let line = yaml
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("value: '{"))
+        .expect("plugin configuration in envoy.yaml");
+    line["value: '".len()..line.len() - 1].replace("''", "'")
+}
+
+fn served(fx: &[Effect]) -> usize {
+    fx.iter()
+        .filter(|e| matches!(e, Effect::SendResponse { .. }))
+        .count()
+}
+
+fn time(name: &str, n: usize, mut f: impl FnMut() -> usize) {
+    for _ in 0..n / 10 {
+        f();
+    }
+    let t = Instant::now();
+    let mut sent = 0;
+    for _ in 0..n {
+        sent += f();
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!("{name:14} {us:8.2} µs per request (native; {sent} of {n} answered from cache)");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg_text = match args.first().filter(|a| !a.is_empty()) {
+        Some(path) => std::fs::read_to_string(path).expect("config file"),
+        None => plugin_config(),
+    };
+    let cached = args.get(1).map_or(
+        "How long should I boil an egg for a runny yolk?",
+        String::as_str,
+    );
+    let query = args.get(2).map_or(
+        "What's the boiling time for a soft-boiled egg?",
+        String::as_str,
+    );
+
+    let (config, _) = Config::parse(&cfg_text).expect("plugin configuration");
+    let settings =
+        Rc::new(Settings::resolve(config, &|_| Some("token".to_string())).expect("settings"));
+    let now = 1_800_000_000u64;
+    let entry = format!(
+        r#"{{"e":{},"t":{},"q":{},"m":"gpt-4o","r":{},"u":{{"completion_tokens":101,"completion_tokens_details":{{"reasoning_tokens":0}},"prompt_tokens":24,"prompt_tokens_details":{{"cached_tokens":0}},"total_tokens":125}}}}"#,
+        now + 3600,
+        now,
+        serde_json::to_string(cached).unwrap(),
+        serde_json::to_string(ANSWER).unwrap()
+    );
+    assert!(Entry::from_json(entry.as_bytes()).is_some(), "entry JSON");
+
+    let headers: Vec<(String, String)> = [
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        (":authority", "localhost"),
+        ("content-type", "application/json"),
+        ("content-length", "100"),
+        ("user-agent", "wrk"),
+        ("x-semcache-tenant", "sem"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut bypass_headers = headers.clone();
+    bypass_headers.push(("cache-control".into(), "no-store".into()));
+    let body = |p: &str| {
+        serde_json::json!({"model": "gpt-4o", "messages": [{"role": "user", "content": p}]})
+            .to_string()
+            .into_bytes()
+    };
+    let (cached_body, query_body) = (body(cached), body(query));
+
+    let vector: Vec<f32> = (0..384).map(|i| ((i as f32) * 0.37).sin() / 14.0).collect();
+    let blob: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+    let embeddings = serde_json::json!({"object": "list", "data": [{"object": "embedding",
+        "index": 0, "embedding": base64::engine::general_purpose::STANDARD.encode(&blob)}],
+        "model": "all-MiniLM-L6-v2", "usage": {"prompt_tokens": 12, "total_tokens": 12}})
+    .to_string()
+    .into_bytes();
+    let exact_hit = [bulk(entry.as_bytes()), b"*0\r\n".to_vec()].concat();
+    let exact_miss = b"$-1\r\n*0\r\n".to_vec();
+    let mut vsim = b"*12\r\n".to_vec();
+    for (i, score) in ["0.97", "0.93", "0.91", "0.90"].iter().enumerate() {
+        vsim.extend(bulk(format!("{:032x}", i + 1).as_bytes()));
+        vsim.extend(bulk(score.as_bytes()));
+        vsim.extend(bulk(entry.as_bytes()));
+    }
+    let now_ms = now * 1000;
+    fn ok(b: &[u8]) -> CalloutResult<'_> {
+        CalloutResult {
+            status: Some(200),
+            body: b,
+        }
+    }
+    let n = 20_000;
+
+    time("exact_hit", n, || {
+        let mut m = Machine::new(Rc::clone(&settings));
+        let mut fx = Vec::new();
+        let head = RequestHead {
+            method: "POST",
+            path: "/v1/chat/completions",
+            headers: &headers,
+            attributes: vec![],
+        };
+        m.on_request_headers(&head, &mut fx);
+        m.on_request_body(&cached_body, now_ms, &mut fx);
+        m.on_callout(ok(&exact_hit), now_ms, &mut fx);
+        served(&fx)
+    });
+    time("semantic_hit", n, || {
+        let mut m = Machine::new(Rc::clone(&settings));
+        let mut fx = Vec::new();
+        let head = RequestHead {
+            method: "POST",
+            path: "/v1/chat/completions",
+            headers: &headers,
+            attributes: vec![],
+        };
+        m.on_request_headers(&head, &mut fx);
+        m.on_request_body(&query_body, now_ms, &mut fx);
+        m.on_callout(ok(&exact_miss), now_ms, &mut fx);
+        m.on_callout(ok(&embeddings), now_ms, &mut fx);
+        m.on_callout(ok(&vsim), now_ms, &mut fx);
+        served(&fx)
+    });
+    let guards = settings.config.guards;
+    time("guards_check", n, || {
+        usize::from(semcache_core::guards::check(&guards, cached, query).is_none())
+    });
+    time("bypass", n, || {
+        let mut m = Machine::new(Rc::clone(&settings));
+        let mut fx = Vec::new();
+        let head = RequestHead {
+            method: "POST",
+            path: "/v1/chat/completions",
+            headers: &bypass_headers,
+            attributes: vec![],
+        };
+        m.on_request_headers(&head, &mut fx);
+        m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+        served(&fx)
+    });
+}
