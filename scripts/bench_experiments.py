@@ -29,8 +29,12 @@ partition of 2000 filler entries plus the eval paraphrase seeds, and route overl
 one thing off at a time (exact tier, guards, top_k 1), plus a partition holding only the seeds,
 against the embedder alone; interleaved rounds, medians.
 
+With --store-race: whether a miss is stored when the client closes its connection as soon as it
+has read the (content-length framed) answer, against a client that waits 200 ms before closing.
+
 Usage: python scripts/bench_experiments.py [--variants default,nohold,...] [--duration 5] [--c1]
        python scripts/bench_experiments.py --semantic [--rounds 3] [--entries 2000]
+       python scripts/bench_experiments.py --store-race
 Writes target/bench/experiments.json and prints a table.
 """
 
@@ -139,6 +143,37 @@ def split_write_probe(base: str, body: str) -> str:
             return "no response within 5 s"
 
 
+def store_race(env: dict, n: int = 20) -> dict:
+    import http.client
+    out = {}
+    with Stack(mock_latency_ms=0, env=env) as s:
+        for mode in ("miss, close at once", "no-cache, close at once", "miss, close after 200 ms",
+                     "no-cache, close after 200 ms"):
+            stored, framing = 0, {}
+            for i in range(n):
+                before = s.stats()["semcache.stores"]
+                c = http.client.HTTPConnection("127.0.0.1", s.envoy_port, timeout=10)
+                h = {"content-type": "application/json", bench.TENANT: mode}
+                if mode.startswith("no-cache"):
+                    h["cache-control"] = "no-cache"
+                c.request("POST", "/v1/chat/completions", headers=h,
+                          body=bench.chat_body(f"{mode}: question {i} about zebras and {i * 7} lions"))
+                r = c.getresponse()
+                r.read()
+                framing = {k: v for k, v in r.getheaders()
+                           if k.lower() in ("content-length", "transfer-encoding", "x-semcache-status")}
+                if "200 ms" in mode:
+                    time.sleep(0.2)
+                c.close()
+                time.sleep(0.3)
+                stored += s.stats()["semcache.stores"] - before
+            out[mode] = {"requests": n, "stored": stored, "response": framing}
+            print(f"{mode:30} stored {stored:3} of {n}   response {framing}", flush=True)
+        st = s.stats()
+        out["store_errors_counted"] = st.get("semcache.errors.store")
+    return out
+
+
 def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
     import statistics
     off = {k: False for k in ("numbers", "negation", "entities", "quoted", "scope", "substitution")}
@@ -192,6 +227,7 @@ def main() -> int:
                     help="sample Envoy with `perf record` during each c=16 row; report time per DSO")
     ap.add_argument("--rows", default=None, help="comma list of rows to run (default: all)")
     ap.add_argument("--semantic", action="store_true", help="the semantic-hit breakdown instead")
+    ap.add_argument("--store-race", action="store_true", help="the store-after-close check instead")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--entries", type=int, default=2000)
     ap.add_argument("--duration", type=float, default=5.0)
@@ -217,6 +253,10 @@ def main() -> int:
     }
     results: dict = {"conditions": {"loadavg_start": __import__("os").getloadavg()[0],
                                     "git_rev": bench.git_rev(), "duration_s": args.duration}}
+    if args.store_race:
+        results["store_race"] = store_race(env)
+        (out / "experiments-store-race.json").write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     if args.semantic:
         results["semantic"] = semantic_breakdown(args, wrk, env)
         results["conditions"]["loadavg_end"] = __import__("os").getloadavg()[0]
