@@ -32,9 +32,14 @@ against the embedder alone; interleaved rounds, medians.
 With --store-race: whether a miss is stored when the client closes its connection as soon as it
 has read the (content-length framed) answer, against a client that waits 200 ms before closing.
 
+With --embedder-gap: the embedder's single-input latency with 0, 1, 3 and 10 ms of idle time
+between sequential requests (a semantic hit leaves the embedder idle while Envoy, the bridge and
+Redis work; back-to-back requests, as in the "embedder alone" row, do not).
+
 Usage: python scripts/bench_experiments.py [--variants default,nohold,...] [--duration 5] [--c1]
        python scripts/bench_experiments.py --semantic [--rounds 3] [--entries 2000]
        python scripts/bench_experiments.py --store-race
+       python scripts/bench_experiments.py --embedder-gap
 Writes target/bench/experiments.json and prints a table.
 """
 
@@ -143,6 +148,32 @@ def split_write_probe(base: str, body: str) -> str:
             return "no response within 5 s"
 
 
+def embedder_gap(env: dict, rounds: int) -> dict:
+    import http.client
+    import statistics
+    texts = [q[-1]["content"] for _, q in bench.paraphrase_pairs()]
+    res: dict = {}
+    with Stack(mock_latency_ms=0, env=env) as s:
+        c = http.client.HTTPConnection("127.0.0.1", s.procs["embedder"].port, timeout=30)
+        for _ in range(rounds):
+            for gap in (0, 1, 3, 10):
+                t = []
+                for i in range(150):
+                    body = json.dumps({"model": "all-MiniLM-L6-v2", "input": texts[i % len(texts)],
+                                       "encoding_format": "base64"})
+                    a = time.perf_counter()
+                    c.request("POST", "/v1/embeddings", body=body,
+                              headers={"content-type": "application/json"})
+                    c.getresponse().read()
+                    t.append((time.perf_counter() - a) * 1000)
+                    if gap:
+                        time.sleep(gap / 1000)
+                res.setdefault(f"gap_{gap}ms", []).append(round(statistics.median(t[20:]), 3))
+    for k, v in res.items():
+        print(f"embedder, {k:9} between requests: p50 per round {v}", flush=True)
+    return res
+
+
 def store_race(env: dict, n: int = 20) -> dict:
     import http.client
     out = {}
@@ -174,6 +205,10 @@ def store_race(env: dict, n: int = 20) -> dict:
     return out
 
 
+def out_dir_of(wrk: "bench.Wrk") -> Path:
+    return wrk.workdir
+
+
 def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
     import statistics
     off = {k: False for k in ("numbers", "negation", "entities", "quoted", "scope", "substitution")}
@@ -198,6 +233,22 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
             "no_guards": (s.envoy_url + "/ng/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
             "top_k_1": (s.envoy_url + "/k1/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
         }
+        if args.perf:
+            # Where Envoy's CPU goes on a semantic hit (c=1): the wasm module's JIT code against
+            # the Envoy binary (host, V8 runtime, HTTP) and the kernel.
+            for name in ("semantic_hit", "no_exact_tier"):
+                url, b, h = rows[name]
+                data = out_dir_of(wrk) / f"perf-semantic-{name}.data"
+                perf = subprocess.Popen(
+                    ["perf", "record", "-q", "-F", "999", "-o", str(data), "-p", str(pids["envoy"]),
+                     "--", "sleep", str(args.duration)], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+                r = wrk.run(url, b, concurrency=1, duration=args.duration + 1, headers=h, pids=pids)
+                perf.wait()
+                dso = perf_dso(data)
+                out[f"perf_{name}"] = {"dso": dso, "envoy_cpu_us_per_req": r["cpu_us_per_req"]["envoy"]}
+                print(f"perf {name:14} Envoy {r['cpu_us_per_req']['envoy']:.0f} µs/req: " + ", ".join(
+                    f"{k} {v:.1f}%" for k, v in list(dso.items())[:5]), flush=True)
         runs: dict = {k: [] for k in rows}
         for rnd in range(args.rounds):
             for name, (url, b, h) in rows.items():
@@ -228,6 +279,7 @@ def main() -> int:
     ap.add_argument("--rows", default=None, help="comma list of rows to run (default: all)")
     ap.add_argument("--semantic", action="store_true", help="the semantic-hit breakdown instead")
     ap.add_argument("--store-race", action="store_true", help="the store-after-close check instead")
+    ap.add_argument("--embedder-gap", action="store_true", help="embedder latency after idle gaps")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--entries", type=int, default=2000)
     ap.add_argument("--duration", type=float, default=5.0)
@@ -253,6 +305,10 @@ def main() -> int:
     }
     results: dict = {"conditions": {"loadavg_start": __import__("os").getloadavg()[0],
                                     "git_rev": bench.git_rev(), "duration_s": args.duration}}
+    if args.embedder_gap:
+        results["embedder_gap"] = embedder_gap(env, args.rounds)
+        (out / "experiments-embedder-gap.json").write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     if args.store_race:
         results["store_race"] = store_race(env)
         (out / "experiments-store-race.json").write_text(json.dumps(results, indent=2) + "\n")
