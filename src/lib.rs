@@ -179,6 +179,9 @@ impl Http {
             Effect::RemoveRequestHeader(name) => {
                 let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
             }
+            Effect::RemoveResponseHeader(name) => {
+                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None);
+            }
             Effect::SetResponseHeader(name, value) => {
                 let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, Some(&value));
             }
@@ -254,6 +257,14 @@ impl Http {
 }
 
 impl Context for Http {
+    fn on_done(&mut self) -> bool {
+        self.step(|m, fx| {
+            m.on_stream_done(fx);
+            Action::Continue
+        });
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,

@@ -74,7 +74,10 @@ def test_thousands_of_short_lived_entries_are_never_served_and_vanish(make_stack
 
 
 def test_expired_entries_are_never_served_and_removed_by_later_stores(make_stack, client):
-    s = make_stack(route_overlays=[("short", {"ttl_seconds": 1})], embeddings="mock")
+    # The TTL leaves the 60 sequential stores below seconds to land on a loaded CI machine
+    # before the first of them expires (a 1 s TTL did not, and later stores removed them).
+    ttl = 4
+    s = make_stack(route_overlays=[("short", {"ttl_seconds": ttl})], embeddings="mock")
     tenant = {"x-semcache-tenant": "mixed"}
     short = [f"Ephemeral question {i}" for i in range(60)]
     for p in short:
@@ -82,7 +85,7 @@ def test_expired_entries_are_never_served_and_removed_by_later_stores(make_stack
     # A long-lived entry keeps the partition's keys alive past the short TTL.
     assert status(client.post(s.envoy_url + CHAT, json=chat("A durable question"), headers=tenant)) == "miss"
     assert _elements(s) == 61
-    _wait_redis_time_past(s, _redis_now(s) + 1)
+    _wait_redis_time_past(s, _redis_now(s) + ttl)
     # Expired: a read never serves them (the lookup below is a miss and stores afresh).
     fresh = [f"Later question {i} on another subject" for i in range(5)]
     for p in fresh:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from cachehelp import CHAT, answer, cache_stats, chat, config, post, status, upstream_calls
@@ -111,6 +112,30 @@ def test_no_cache_no_store_and_bypass_header(stack, client):
     # no-cache on a cached prompt still goes upstream.
     assert status(post(client, stack, chat(CAPITAL), cache_control="no-cache", **t)) == "bypass"
     assert upstream_calls(client, stack) == calls + 2
+
+
+@pytest.mark.parametrize("cache_control", [None, "no-cache"])
+def test_a_client_that_closes_at_once_still_leaves_the_answer_stored(stack, cache_control):
+    """The end of a captured answer is held until its store completes, and the client cannot
+    know it has the whole answer before that end (no content-length): so a one-shot client that
+    closes as soon as it has read the answer never cancels the store. `no-cache` also has to
+    embed the answer before storing it, the longer race."""
+    stack.flush()
+    t = {"x-semcache-tenant": f"t-close-{cache_control}"}
+    extra = {"cache-control": cache_control} if cache_control else {}
+    before = cache_stats(stack)["semcache.errors.store_cancelled"]
+    for i in range(10):
+        prompt = f"One-shot question {i}: how many moons does planet {i} have?"
+        with httpx.Client(timeout=30) as one_shot:  # its own connection, closed right after
+            r = one_shot.post(stack.envoy_url + CHAT, json=chat(prompt), headers={**t, **extra})
+            assert r.status_code == 200
+            assert "content-length" not in r.headers
+            first = answer(r)
+        with httpx.Client(timeout=30) as later:
+            hit = later.post(stack.envoy_url + CHAT, json=chat(prompt), headers=t)
+        assert status(hit) == "hit", f"request {i} was not stored"
+        assert answer(hit) == first
+    assert cache_stats(stack)["semcache.errors.store_cancelled"] == before
 
 
 @pytest.mark.parametrize("switch", [{"x-mock-status": "500"}, {"x-mock-status": "429"},

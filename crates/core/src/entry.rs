@@ -12,10 +12,10 @@ use crate::request::ApiKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
-    /// Expiry, unix seconds. Checked on every read: an expired entry is never served.
+    /// Expiry, unix milliseconds. Checked on every read: an expired entry is never served.
     #[serde(rename = "e")]
     pub expires_at: u64,
-    /// Creation, unix seconds (for the `age` header).
+    /// Creation, unix milliseconds (for the `age` header).
     #[serde(rename = "t")]
     pub created_at: u64,
     /// The canonical guard text of the stored request, which the guards compare.
@@ -30,10 +30,11 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(c: Completion, prompt: &str, now: u64, ttl: u64) -> Entry {
+    /// `now_ms` in unix milliseconds, `ttl_seconds` as configured.
+    pub fn new(c: Completion, prompt: &str, now_ms: u64, ttl_seconds: u64) -> Entry {
         Entry {
-            expires_at: now + ttl,
-            created_at: now,
+            expires_at: now_ms.saturating_add(ttl_seconds.saturating_mul(1000)),
+            created_at: now_ms,
             prompt: prompt.to_string(),
             model: c.model,
             content: c.content,
@@ -50,8 +51,8 @@ impl Entry {
         serde_json::from_slice(bytes).ok()
     }
 
-    pub fn is_live(&self, now: u64) -> bool {
-        self.expires_at > now
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.expires_at > now_ms
     }
 
     /// Completion tokens the upstream would have generated again; counted as saved on a hit.
@@ -251,6 +252,19 @@ mod tests {
         assert!(e.is_live(199) && !e.is_live(200));
         assert_eq!(e.completion_tokens(), 9);
         assert_eq!(Entry::from_json(b"{\"e\":1}"), None);
+    }
+
+    #[test]
+    fn a_ttl_lasts_its_full_length_whatever_the_millisecond_of_the_store() {
+        let c = || Completion {
+            model: "m".into(),
+            content: "a".into(),
+            finish_reason: "stop".into(),
+            usage: None,
+        };
+        // Stored 1 ms before a second boundary, with a 1 s TTL: live for the whole second.
+        let e = Entry::new(c(), "q", 1_999, 1);
+        assert!(e.is_live(2_998) && !e.is_live(2_999));
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub enum LogLevel {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     RemoveRequestHeader(&'static str),
+    RemoveResponseHeader(&'static str),
     Dispatch(Callout),
     /// Answer from cache; the upstream is not contacted.
     SendResponse {
@@ -384,7 +385,7 @@ impl Machine {
             return Action::Continue;
         }
         if cfg.exact_match {
-            let pipeline = ctx.storage.exact_lookup(&ctx.id, now_ms / 1000);
+            let pipeline = ctx.storage.exact_lookup(&ctx.id, now_ms);
             effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
             self.state = State::ExactLookup(ctx, now_ms);
             return Action::Pause;
@@ -464,7 +465,9 @@ impl Machine {
 
     pub fn on_callout(&mut self, res: CalloutResult<'_>, now_ms: u64, effects: &mut Vec<Effect>) {
         let state = std::mem::replace(&mut self.state, State::Done);
-        let now = now_ms / 1000;
+        // Expiry is kept in milliseconds: whole seconds would let an entry stored just before a
+        // second boundary expire up to a second early.
+        let now = now_ms;
         let ok = res.status == Some(200);
         match state {
             State::ExactLookup(mut ctx, started) => {
@@ -668,7 +671,7 @@ impl Machine {
         ctx: &Ctx,
         entry: &Entry,
         distance: Option<f64>,
-        now: u64,
+        now_ms: u64,
         effects: &mut Vec<Effect>,
     ) {
         let h = &self.settings.config.headers;
@@ -678,7 +681,7 @@ impl Machine {
             include_usage: ctx.include_usage,
             request_model: &ctx.model,
             id: &ctx.id[..16],
-            now,
+            now: now_ms / 1000,
         });
         let mut headers = vec![
             ("content-type".to_string(), content_type.to_string()),
@@ -698,7 +701,7 @@ impl Machine {
             ),
             (
                 h.age.clone(),
-                now.saturating_sub(entry.created_at).to_string(),
+                (now_ms.saturating_sub(entry.created_at) / 1000).to_string(),
             ),
         ];
         if ctx.stream {
@@ -754,7 +757,13 @@ impl Machine {
                 }
                 if ctx.store {
                     match self.capture_for(&ctx, status, content_type, content_encoding) {
-                        Ok(capture) => self.state = State::Capturing(ctx, capture),
+                        Ok(capture) => {
+                            // The end of a captured answer is held while it is stored. With a
+                            // content-length the client has every byte before that end and may
+                            // close at once, which cancels the store: send it chunked instead.
+                            effects.push(Effect::RemoveResponseHeader("content-length"));
+                            self.state = State::Capturing(ctx, capture);
+                        }
                         Err(gate) => effects.push(Effect::Count(Counter::StoreSkipped(gate), 1)),
                     }
                 }
@@ -843,7 +852,7 @@ impl Machine {
             }
         };
         if ctx.vector.is_some() {
-            self.dispatch_store(&ctx, completion, now_ms / 1000, effects);
+            self.dispatch_store(&ctx, completion, now_ms, effects);
         } else {
             effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
             self.state = State::EmbeddingForStore(ctx, completion, now_ms);
@@ -855,7 +864,7 @@ impl Machine {
         &mut self,
         ctx: &Ctx,
         completion: Completion,
-        now: u64,
+        now_ms: u64,
         effects: &mut Vec<Effect>,
     ) {
         let Some(vector) = ctx.vector.as_deref() else {
@@ -863,12 +872,25 @@ impl Machine {
             return;
         };
         let ttl = self.settings.config.ttl_seconds;
-        let entry = Entry::new(completion, &ctx.guard_text, now, ttl);
+        let entry = Entry::new(completion, &ctx.guard_text, now_ms, ttl);
         let pipeline = ctx
             .storage
             .store(&ctx.id, vector, &entry, ttl, &ctx.expired);
         effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
         self.state = State::Storing(Rc::clone(&ctx.storage));
+    }
+
+    /// The stream is gone (the glue's `on_done`). A store still in flight is cancelled by Envoy
+    /// with the stream: counted, so a lost store is visible.
+    pub fn on_stream_done(&mut self, effects: &mut Vec<Effect>) {
+        if matches!(self.state, State::EmbeddingForStore(..) | State::Storing(_)) {
+            effects.push(Effect::Count(Counter::StoreCancelled, 1));
+            effects.push(warn(
+                "store_cancelled",
+                "semcache: the stream ended before the store completed (client gone?); answer not cached".into(),
+            ));
+        }
+        self.state = State::Done;
     }
 
     /// Whether the machine is waiting for a callout (so a failed dispatch must be reported).

@@ -12,6 +12,8 @@ pub enum Counter {
     ErrorEmbeddings,
     ErrorLookup,
     ErrorStore,
+    /// The stream ended while its store was in flight, so Envoy cancelled the callout.
+    StoreCancelled,
     Stored,
     StoreSkipped(Gate),
     Vetoed(Veto),
@@ -38,6 +40,7 @@ impl Counter {
             Counter::ErrorEmbeddings => "semcache.errors.embeddings".into(),
             Counter::ErrorLookup => "semcache.errors.lookup".into(),
             Counter::ErrorStore => "semcache.errors.store".into(),
+            Counter::StoreCancelled => "semcache.errors.store_cancelled".into(),
             Counter::Stored => "semcache.stores".into(),
             Counter::StoreSkipped(g) => format!("semcache.store_skipped.{}", g.reason()),
             Counter::Vetoed(v) => format!("semcache.vetoes.{}", v.name()),
@@ -55,6 +58,7 @@ impl Counter {
             Counter::ErrorEmbeddings,
             Counter::ErrorLookup,
             Counter::ErrorStore,
+            Counter::StoreCancelled,
             Counter::Stored,
             Counter::TokensSaved,
         ];

@@ -7,8 +7,9 @@
 
 use sha2::{Digest, Sha256};
 
-/// Bumped whenever the canonical form changes, so old entries are simply never found again.
-const LAYOUT_VERSION: &[u8] = b"semcache/2";
+/// Bumped whenever the canonical form or the stored entry changes, so old entries are simply
+/// never found again (3: expiry in milliseconds).
+const LAYOUT_VERSION: &[u8] = b"semcache/3";
 
 pub struct PartitionInput<'a> {
     pub kind: &'a str,

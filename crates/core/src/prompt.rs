@@ -71,7 +71,13 @@ pub fn canonical(messages: &[Message], ignore_system_messages: bool) -> Prompt {
     for (role, text) in &dialog {
         // Length-prefixing role and text keeps ("a: b", "c") and ("a", "b: c") distinct, and
         // a crafted role cannot pose as a turn boundary.
-        exact.push_str(&format!("{}:{}:{}:{}\n", role.len(), role, text.len(), text));
+        exact.push_str(&format!(
+            "{}:{}:{}:{}\n",
+            role.len(),
+            role,
+            text.len(),
+            text
+        ));
     }
     let mut embed_text = String::new();
     if let Some(((_, last), earlier)) = dialog.split_last() {

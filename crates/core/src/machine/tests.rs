@@ -65,8 +65,8 @@ fn embedding_reply(v: &[f32]) -> Vec<u8> {
 
 fn entry_json(prompt: &str, content: &str) -> String {
     Entry {
-        expires_at: 5000,
-        created_at: 900,
+        expires_at: 5_000_000,
+        created_at: 900_000,
         prompt: prompt.into(),
         model: "gpt-4o".into(),
         content: content.into(),
@@ -126,6 +126,8 @@ fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
         &fx,
         &Effect::SetResponseHeader("x-semcache-status".into(), "miss".into())
     ));
+    // The held end must really be held: no content-length telling the client it has it all.
+    assert!(has(&fx, &Effect::RemoveResponseHeader("content-length")));
     assert!(m.wants_response_body());
     let (first, rest) = UPSTREAM.split_at(40);
     assert_eq!(
@@ -148,7 +150,31 @@ fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
 
 #[test]
 fn miss_goes_upstream_and_the_answer_is_stored_before_the_response_ends() {
-    miss_and_store(&mut machine());
+    let mut m = machine();
+    miss_and_store(&mut m);
+    let mut fx = Vec::new();
+    m.on_stream_done(&mut fx);
+    assert!(fx.is_empty(), "a completed store is not a cancelled one");
+}
+
+#[test]
+fn a_stream_gone_while_storing_counts_a_cancelled_store() {
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    callout(&mut m, Some(200), b"$-1\r\n*0\r\n");
+    callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    callout(&mut m, Some(200), b"*0\r\n");
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    assert_eq!(
+        m.on_response_body(UPSTREAM, true, 1_000_200, &mut fx),
+        Action::Pause
+    );
+    assert!(m.awaiting_callout());
+    let mut fx = Vec::new();
+    m.on_stream_done(&mut fx);
+    assert!(has(&fx, &Effect::Count(Counter::StoreCancelled, 1)));
+    assert!(!m.awaiting_callout());
 }
 
 #[test]

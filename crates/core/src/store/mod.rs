@@ -44,7 +44,8 @@ pub struct ExactResult {
 }
 
 pub trait Storage {
-    /// One callout: the exact-tier lookup of `id` (and housekeeping reads).
+    /// One callout: the exact-tier lookup of `id` (and housekeeping reads). Times (`now`) are
+    /// unix milliseconds throughout.
     fn exact_lookup(&self, id: &str, now: u64) -> Pipeline;
     fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<ExactResult, StoreError>;
     /// One callout: the `k` nearest entries within `max_distance`, with their payloads.

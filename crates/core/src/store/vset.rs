@@ -5,7 +5,7 @@
 //!   the entry JSON (answer, canonical prompt, expiry). `VSIM ... WITHATTRIBS` returns the
 //!   answers with the neighbours, so a lookup is one threaded command and one callout, and
 //!   `VGETATTR` makes the exact tier a single hash lookup.
-//! - `<prefix>:{ns}:x`: sorted set id -> expiry (unix seconds), the expiry index.
+//! - `<prefix>:{ns}:x`: sorted set id -> expiry (unix milliseconds), the expiry index.
 //!
 //! Expiry: vector sets have no per-element TTL. An entry is never served after its expiry
 //! (every read checks the `e` field). Expired ids are listed by the exact lookup and removed
