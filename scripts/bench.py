@@ -21,8 +21,8 @@ latency without queueing). Then:
 
   embedder      POST /v1/embeddings straight to semcache-embedder, one input per request:
                 concurrency 1 (single-input latency) and the fixed concurrency (embeddings/s)
-  bridge        the filter's lookup pipelines (VGETATTR + ZRANGE, VSIM ... WITHSCORES WITHATTRIBS
-                COUNT 4) sent sequentially through the bridge (HTTP/1.1 keep-alive) and directly
+  bridge        the filter's lookup pipelines (VGETATTR; VSIM ... WITHSCORES WITHATTRIBS COUNT 4
+                + ZRANGE) sent sequentially through the bridge (HTTP/1.1 keep-alive) and directly
                 to Redis (RESP), interleaved; the difference is the bridge's overhead
   redis memory  N entries stored through the real filter (`cache-control: no-cache`, so each
                 one is stored), INFO used_memory before/after, / N; minus the mean answer size
@@ -405,14 +405,15 @@ def bench_bridge(s: Stack, vs_key: str, x_key: str, rounds: int, config: dict) -
     entry_id = s.redis_cli("VRANDMEMBER", vs_key).decode()
     vector = [float(x) for x in s.redis_cli("VEMB", vs_key, entry_id)]
     blob = struct.pack(f"<{len(vector)}f", *vector)
-    now = str(int(time.time()))
+    now = str(int(time.time() * 1000))  # the expiry index holds unix milliseconds
     threshold = float(config.get("score_threshold", 0.2))
     epsilon = min(1.0, threshold / 2 + 0.01)
-    exact = [["VGETATTR", vs_key, entry_id],
-             ["ZRANGE", x_key, "-inf", now, "BYSCORE", "LIMIT", "0", "32"]]
+    exact = [["VGETATTR", vs_key, entry_id]]
+    # The expiry scan rides on the semantic lookup (the last lookup of a miss).
     semantic = [["VSIM", vs_key, "FP32", blob, "WITHSCORES", "WITHATTRIBS", "COUNT",
                  str(config.get("top_k", 4)), "EPSILON", f"{epsilon:.6f}", "EF",
-                 str(config.get("search_ef", 64))]]
+                 str(config.get("search_ef", 64))],
+                ["ZRANGE", x_key, "-inf", now, "BYSCORE", "LIMIT", "0", "32"]]
     pipelines = {"exact": exact, "semantic": semantic, "exact+semantic": exact + semantic}
     out = {}
     http = RawHttp(s.procs["bridge"].port, "/v1/resp",

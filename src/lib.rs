@@ -357,13 +357,19 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> HostAction {
-        if self.machine.is_none() {
+        let Some(machine) = self.machine.as_ref() else {
             return HostAction::Continue;
-        }
-        let status =
-            header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse::<u16>().ok());
-        let ct = header(MapType::HttpResponseHeaders, "content-type");
-        let enc = header(MapType::HttpResponseHeaders, "content-encoding");
+        };
+        // Each host read costs a call into the VM for its allocation: read only when needed.
+        let (status, ct, enc) = if machine.needs_response_head() {
+            (
+                header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse::<u16>().ok()),
+                header(MapType::HttpResponseHeaders, "content-type"),
+                header(MapType::HttpResponseHeaders, "content-encoding"),
+            )
+        } else {
+            (None, None, None)
+        };
         let action =
             self.step(|m, fx| m.on_response_headers(status, ct.as_deref(), enc.as_deref(), fx));
         if end_of_stream {

@@ -104,6 +104,8 @@ struct Ctx {
     guard_text: String,
     id: String,
     storage: Rc<dyn StorageDyn>,
+    /// Replies the pending lookup callout carries: its own, then the expiry scan's.
+    replies: (usize, usize),
     expired: Vec<String>,
     vector: Option<Vec<f32>>,
     /// Whether the fresh answer may be stored.
@@ -202,6 +204,12 @@ impl Machine {
     /// Whether the glue needs to read response body chunks at all.
     pub fn wants_response_body(&self) -> bool {
         matches!(self.state, State::Capturing(..))
+    }
+
+    /// Whether `on_response_headers` looks at the status and content headers (only to decide a
+    /// capture), so the glue can skip three host reads on every other response.
+    pub fn needs_response_head(&self) -> bool {
+        matches!(&self.state, State::Upstream(ctx) if ctx.store)
     }
 
     /// Whether the request body is still being buffered.
@@ -371,6 +379,7 @@ impl Machine {
             guard_text: p.guard_text,
             id,
             storage,
+            replies: (0, 0),
             expired: Vec::new(),
             vector: None,
             store: true,
@@ -385,7 +394,11 @@ impl Machine {
             return Action::Continue;
         }
         if cfg.exact_match {
-            let pipeline = ctx.storage.exact_lookup(&ctx.id, now_ms);
+            let mut ctx = ctx;
+            let pipeline = ctx.storage.exact_lookup(&ctx.id);
+            // The expiry scan rides on the request's last lookup: the semantic one when there is
+            // one, so an exact hit stays a single command.
+            let pipeline = self.with_expiry_scan(&mut ctx, pipeline, !cfg.semantic_match, now_ms);
             effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
             self.state = State::ExactLookup(ctx, now_ms);
             return Action::Pause;
@@ -475,14 +488,10 @@ impl Machine {
                     Histogram::LookupMs,
                     now_ms.saturating_sub(started),
                 ));
-                // Each back end has its own number of exact-lookup commands; it checks the count.
-                let result = if ok {
-                    self.decode(&ctx, res.body, count_frames(res.body))
-                } else {
-                    None
-                }
-                .and_then(|r| reply_ok(ctx.storage.parse_exact(&r, now), effects));
-                let Some(result) = result else {
+                let result = self
+                    .lookup_replies(&mut ctx, ok, res.body, effects)
+                    .and_then(|r| reply_ok(ctx.storage.parse_exact(&r, now), effects));
+                let Some(entry) = result else {
                     return self.fail_open(
                         ctx,
                         Counter::ErrorLookup,
@@ -491,8 +500,7 @@ impl Machine {
                         effects,
                     );
                 };
-                ctx.expired = result.expired;
-                if let Some(entry) = result.entry {
+                if let Some(entry) = entry {
                     return self.serve(&ctx, &entry, None, now, effects);
                 }
                 if self.settings.config.semantic_match {
@@ -529,6 +537,7 @@ impl Machine {
                     cfg.score_threshold,
                     cfg.search_ef,
                 );
+                let pipeline = self.with_expiry_scan(&mut ctx, pipeline, true, now_ms);
                 ctx.vector = Some(vector);
                 effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
                 self.state = State::SemanticLookup(ctx, now_ms);
@@ -538,11 +547,7 @@ impl Machine {
                     Histogram::LookupMs,
                     now_ms.saturating_sub(started),
                 ));
-                let replies = if ok {
-                    self.decode(&ctx, res.body, 1)
-                } else {
-                    None
-                };
+                let replies = self.lookup_replies(&mut ctx, ok, res.body, effects);
                 let mut expired = std::mem::take(&mut ctx.expired);
                 let candidates = replies.and_then(|r| {
                     reply_ok(ctx.storage.parse_semantic(&r, now, &mut expired), effects)
@@ -630,8 +635,47 @@ impl Machine {
         }
     }
 
-    fn decode(&self, _ctx: &Ctx, body: &[u8], expected: usize) -> Option<Vec<crate::resp::Reply>> {
-        decode_replies(body, expected).ok()
+    /// Appends the back end's expiry scan to a lookup (when `scan`), noting the reply counts.
+    fn with_expiry_scan(
+        &self,
+        ctx: &mut Ctx,
+        mut lookup: Pipeline,
+        scan: bool,
+        now_ms: u64,
+    ) -> Pipeline {
+        let own = lookup.len();
+        if scan {
+            lookup.append(ctx.storage.expiry_scan(now_ms));
+        }
+        ctx.replies = (own, lookup.len() - own);
+        lookup
+    }
+
+    /// The lookup's own replies; the expiry scan's ids go to `ctx.expired` (a failed scan only
+    /// postpones the clean-up, it does not fail the lookup).
+    fn lookup_replies(
+        &self,
+        ctx: &mut Ctx,
+        ok: bool,
+        body: &[u8],
+        effects: &mut Vec<Effect>,
+    ) -> Option<Vec<crate::resp::Reply>> {
+        if !ok {
+            return None;
+        }
+        let (own, scan) = ctx.replies;
+        let mut replies = decode_replies(body, own + scan).ok()?;
+        let scanned = replies.split_off(own);
+        if scan > 0 {
+            if let Some(ids) = reply_ok(ctx.storage.parse_expiry_scan(&scanned), effects) {
+                for id in ids {
+                    if !ctx.expired.contains(&id) {
+                        ctx.expired.push(id);
+                    }
+                }
+            }
+        }
+        Some(replies)
     }
 
     fn fail_open(

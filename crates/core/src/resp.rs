@@ -83,6 +83,12 @@ impl Pipeline {
         self.count
     }
 
+    /// Appends another pipeline's commands after this one's.
+    pub fn append(&mut self, other: Pipeline) {
+        self.buf.extend_from_slice(&other.buf);
+        self.count += other.count;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -109,16 +109,29 @@ fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
     assert!(c[0]
         .headers
         .contains(&("authorization".into(), "Bearer tok".into())));
-    assert!(String::from_utf8_lossy(&c[0].body).contains("VGETATTR"));
+    let exact = String::from_utf8_lossy(&c[0].body).into_owned();
+    assert!(
+        exact.contains("VGETATTR") && !exact.contains("ZRANGE"),
+        "{exact}"
+    );
+    assert!(c[0]
+        .headers
+        .contains(&("x-semcache-commands".into(), "1".into())));
 
-    let fx = callout(m, Some(200), b"$-1\r\n*0\r\n");
+    let fx = callout(m, Some(200), b"$-1\r\n");
     assert_eq!(dispatched(&fx)[0].target, Target::Embeddings);
     let fx = callout(m, Some(200), &embedding_reply(&[0.6, 0.8]));
     let c = dispatched(&fx);
-    assert!(String::from_utf8_lossy(&c[0].body).contains("VSIM"));
-    let fx = callout(m, Some(200), b"*0\r\n");
+    // The expiry scan rides on the last lookup of a miss.
+    let sem = String::from_utf8_lossy(&c[0].body).into_owned();
+    assert!(sem.contains("VSIM") && sem.contains("ZRANGE"), "{sem}");
+    let fx = callout(m, Some(200), b"*0\r\n*0\r\n");
     assert!(has(&fx, &Effect::ResumeRequest));
     assert!(has(&fx, &Effect::Count(Counter::Miss, 1)));
+    assert!(
+        m.needs_response_head(),
+        "a capture depends on the status and content type"
+    );
 
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
@@ -161,9 +174,9 @@ fn miss_goes_upstream_and_the_answer_is_stored_before_the_response_ends() {
 fn a_stream_gone_while_storing_counts_a_cancelled_store() {
     let mut m = machine();
     start(&mut m, &[("x-tenant", "t1")], BODY);
-    callout(&mut m, Some(200), b"$-1\r\n*0\r\n");
+    callout(&mut m, Some(200), b"$-1\r\n");
     callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
-    callout(&mut m, Some(200), b"*0\r\n");
+    callout(&mut m, Some(200), b"*0\r\n*0\r\n");
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
     assert_eq!(
@@ -182,7 +195,7 @@ fn exact_hit_answers_locally_without_embedding() {
     let mut m = machine();
     start(&mut m, &[("x-tenant", "t1")], BODY);
     let e = entry_json("What is the capital of France?", "Paris.");
-    let fx = callout(&mut m, Some(200), format!("{}*0\r\n", bulk(&e)).as_bytes());
+    let fx = callout(&mut m, Some(200), bulk(&e).as_bytes());
     assert!(dispatched(&fx).is_empty(), "no embedding on an exact hit");
     let (h, body) = local_reply(&fx).expect("local reply");
     assert_eq!(hdr(h, "x-semcache-status"), Some("hit"));
@@ -201,13 +214,13 @@ fn exact_hit_answers_locally_without_embedding() {
 }
 
 fn semantic(m: &mut Machine, cached_prompt: &str, score: &str) -> Vec<Effect> {
-    callout(m, Some(200), b"$-1\r\n*0\r\n");
+    callout(m, Some(200), b"$-1\r\n");
     callout(m, Some(200), &embedding_reply(&[0.6, 0.8]));
     let e = entry_json(cached_prompt, "Paris.");
     callout(
         m,
         Some(200),
-        format!("*3\r\n{}{}{}", bulk("abc"), bulk(score), bulk(&e)).as_bytes(),
+        format!("*3\r\n{}{}{}*0\r\n", bulk("abc"), bulk(score), bulk(&e)).as_bytes(),
     )
 }
 
@@ -278,7 +291,7 @@ fn every_failure_fails_open_and_is_labelled_error() {
         let mut m = machine();
         start(&mut m, &[], BODY);
         if step >= 1 {
-            callout(&mut m, Some(200), b"$-1\r\n*0\r\n");
+            callout(&mut m, Some(200), b"$-1\r\n");
         }
         if step >= 2 {
             callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
@@ -303,9 +316,9 @@ fn every_failure_fails_open_and_is_labelled_error() {
 fn failed_store_still_resumes_the_response() {
     let mut m = machine();
     start(&mut m, &[], BODY);
-    callout(&mut m, Some(200), b"$-1\r\n*0\r\n");
+    callout(&mut m, Some(200), b"$-1\r\n");
     callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
-    callout(&mut m, Some(200), b"*0\r\n");
+    callout(&mut m, Some(200), b"*0\r\n*0\r\n");
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
     assert_eq!(
@@ -324,8 +337,10 @@ fn no_store_and_bypass_header_touch_nothing() {
         let (a, fx) = start(&mut m, &[extra], BODY);
         assert_eq!(a, Action::Continue);
         assert!(dispatched(&fx).is_empty());
+        assert!(!m.needs_response_head());
         let mut fx = Vec::new();
-        m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+        // The glue passes no response head when it is not needed.
+        m.on_response_headers(None, None, None, &mut fx);
         assert!(has(
             &fx,
             &Effect::SetResponseHeader("x-semcache-status".into(), "bypass".into())
@@ -359,9 +374,9 @@ fn gates_refuse_non_200_encoded_and_unfinished_answers() {
     let run = |status: u16, ct: &str, enc: Option<&str>, body: &[u8]| {
         let mut m = machine();
         start(&mut m, &[], BODY);
-        callout(&mut m, Some(200), b"$-1\r\n*0\r\n");
+        callout(&mut m, Some(200), b"$-1\r\n");
         callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
-        callout(&mut m, Some(200), b"*0\r\n");
+        callout(&mut m, Some(200), b"*0\r\n*0\r\n");
         let mut fx = Vec::new();
         m.on_response_headers(Some(status), Some(ct), enc, &mut fx);
         let a = m.on_response_body(body, true, 0, &mut fx);
@@ -400,9 +415,9 @@ fn streamed_miss_passes_chunks_and_stores_only_a_complete_stream() {
     for complete in [true, false] {
         let mut m = machine();
         start(&mut m, &[], body);
-        callout(&mut m, Some(200), b"$-1\r\n*0\r\n");
+        callout(&mut m, Some(200), b"$-1\r\n");
         callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
-        callout(&mut m, Some(200), b"*0\r\n");
+        callout(&mut m, Some(200), b"*0\r\n*0\r\n");
         let mut fx = Vec::new();
         m.on_response_headers(Some(200), Some("text/event-stream"), None, &mut fx);
         let bytes = sse.as_bytes();
@@ -440,7 +455,7 @@ fn stream_hit_replays_sse() {
         "What is the capital of France?",
         "Paris is the capital of France.",
     );
-    let fx = callout(&mut m, Some(200), format!("{}*0\r\n", bulk(&e)).as_bytes());
+    let fx = callout(&mut m, Some(200), bulk(&e).as_bytes());
     let (h, body) = local_reply(&fx).unwrap();
     assert_eq!(hdr(h, "content-type"), Some("text/event-stream"));
     let mut a = Assembler::new(ApiKind::Chat, 1 << 20);
@@ -514,16 +529,44 @@ fn not_ours_is_untouched_and_bad_bodies_bypass() {
 }
 
 #[test]
-fn expired_ids_from_the_lookup_are_removed_by_the_store() {
-    let mut m = machine();
-    start(&mut m, &[], BODY);
-    callout(
+fn without_a_semantic_tier_the_exact_lookup_carries_the_expiry_scan() {
+    let mut m = machine_with(
+        r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"},
+            "semantic_match":false}"#,
+    );
+    let (_, fx) = start(&mut m, &[], BODY);
+    let exact = String::from_utf8_lossy(&dispatched(&fx)[0].body).into_owned();
+    assert!(
+        exact.contains("VGETATTR") && exact.contains("ZRANGE"),
+        "{exact}"
+    );
+    let fx = callout(
         &mut m,
         Some(200),
         format!("$-1\r\n*1\r\n{}", bulk("oldid")).as_bytes(),
     );
+    assert!(has(&fx, &Effect::Count(Counter::Miss, 1)));
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    m.on_response_body(UPSTREAM, true, 0, &mut fx);
+    // No vector without a semantic tier: the answer is embedded for the store first.
+    let fx = callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
+    let body = String::from_utf8_lossy(&dispatched(&fx)[0].body).into_owned();
+    assert!(body.contains("VREM") && body.contains("oldid"), "{body}");
+}
+
+#[test]
+fn expired_ids_from_the_lookup_are_removed_by_the_store() {
+    let mut m = machine();
+    start(&mut m, &[], BODY);
+    callout(&mut m, Some(200), b"$-1\r\n");
     callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
-    callout(&mut m, Some(200), b"*0\r\n");
+    // The expiry scan rides on the semantic lookup: VSIM's reply, then ZRANGE's.
+    callout(
+        &mut m,
+        Some(200),
+        format!("*0\r\n*1\r\n{}", bulk("oldid")).as_bytes(),
+    );
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
     m.on_response_body(UPSTREAM, true, 0, &mut fx);

@@ -35,19 +35,19 @@ pub struct Candidate {
     pub entry: Entry,
 }
 
-/// Result of the exact-tier lookup.
-#[derive(Debug, Default, PartialEq)]
-pub struct ExactResult {
-    pub entry: Option<Entry>,
-    /// Ids whose time is up; removed with the next store from this request.
-    pub expired: Vec<String>,
-}
-
 pub trait Storage {
-    /// One callout: the exact-tier lookup of `id` (and housekeeping reads). Times (`now`) are
-    /// unix milliseconds throughout.
-    fn exact_lookup(&self, id: &str, now: u64) -> Pipeline;
-    fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<ExactResult, StoreError>;
+    /// The exact-tier lookup of `id`. Times (`now`) are unix milliseconds throughout.
+    fn exact_lookup(&self, id: &str) -> Pipeline;
+    /// The entry, if it is there and live.
+    fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<Option<Entry>, StoreError>;
+    /// Housekeeping reads appended to the last lookup of a request: the ids whose time is up,
+    /// for the next store to remove. Only a back end without native per-entry expiry has any.
+    fn expiry_scan(&self, _now: u64) -> Pipeline {
+        Pipeline::new()
+    }
+    fn parse_expiry_scan(&self, _replies: &[Reply]) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
     /// One callout: the `k` nearest entries within `max_distance`, with their payloads.
     fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline;
     /// Live candidates, nearest first; expired ones are appended to `expired`.

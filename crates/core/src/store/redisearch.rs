@@ -19,7 +19,7 @@
 
 use std::cell::Cell;
 
-use super::{first_error, Candidate, ExactResult, Storage, StoreError};
+use super::{first_error, Candidate, Storage, StoreError};
 use crate::embeddings::to_fp32_blob;
 use crate::entry::Entry;
 use crate::resp::{Pipeline, Reply};
@@ -149,27 +149,23 @@ impl Redisearch {
 }
 
 impl Storage for Redisearch {
-    fn exact_lookup(&self, id: &str, _now: u64) -> Pipeline {
+    fn exact_lookup(&self, id: &str) -> Pipeline {
         let mut p = Pipeline::new();
         p.cmd(&["HGET", &self.key(id), "a"]);
         p
     }
 
-    fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<ExactResult, StoreError> {
+    fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<Option<Entry>, StoreError> {
         let [reply] = replies else {
             return Err(StoreError::Shape("exact lookup expects 1 reply"));
         };
-        let entry = match reply {
-            Reply::Error(e) => return Err(StoreError::Redis(e.clone())),
-            Reply::Nil => None,
-            Reply::Bulk(b) => Entry::from_json(b).filter(|e| e.is_live(now)),
-            _ => return Err(StoreError::Shape("HGET reply")),
-        };
-        // Redis expires the hashes itself: nothing to clean up.
-        Ok(ExactResult {
-            entry,
-            expired: Vec::new(),
-        })
+        // Redis expires the hashes itself: no expiry scan, nothing to clean up.
+        match reply {
+            Reply::Error(e) => Err(StoreError::Redis(e.clone())),
+            Reply::Nil => Ok(None),
+            Reply::Bulk(b) => Ok(Entry::from_json(b).filter(|e| e.is_live(now))),
+            _ => Err(StoreError::Shape("HGET reply")),
+        }
     }
 
     fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline {
@@ -464,7 +460,7 @@ mod tests {
     #[test]
     fn exact_lookup_is_one_hget() {
         assert_eq!(
-            commands(rs().exact_lookup("id", 5)),
+            commands(rs().exact_lookup("id")),
             vec![vec!["HGET", "sc:e:m:{n}:id", "a"]]
         );
     }
@@ -479,16 +475,13 @@ mod tests {
         )
         .unwrap();
         let hit = r.parse_exact(&replies[..1], 1_999_999_999).unwrap();
-        assert_eq!(hit.entry, Some(entry(2_000_000_000)));
-        assert!(hit.expired.is_empty());
+        assert_eq!(hit, Some(entry(2_000_000_000)));
         // Redis has not expired the key yet, but its time is up: not served.
-        assert_eq!(
-            r.parse_exact(&replies[..1], 2_000_000_000).unwrap(),
-            ExactResult::default()
-        );
-        assert_eq!(
-            r.parse_exact(&replies[1..], 1).unwrap(),
-            ExactResult::default()
+        assert_eq!(r.parse_exact(&replies[..1], 2_000_000_000).unwrap(), None);
+        assert_eq!(r.parse_exact(&replies[1..], 1).unwrap(), None);
+        assert!(
+            r.expiry_scan(1).is_empty(),
+            "Redis expires the hashes itself"
         );
         let err = decode_replies(b"-WRONGTYPE Operation against a key\r\n", 1).unwrap();
         assert!(matches!(r.parse_exact(&err, 1), Err(StoreError::Redis(_))));

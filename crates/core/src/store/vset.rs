@@ -13,7 +13,7 @@
 //! entries under traffic; both keys also carry a native TTL of at least the longest entry TTL
 //! (`EXPIRE NX` + `EXPIRE GT`), so an idle partition disappears from Redis entirely.
 
-use super::{first_error, Candidate, ExactResult, Storage, StoreError};
+use super::{first_error, Candidate, Storage, StoreError};
 use crate::embeddings::to_fp32_blob;
 use crate::entry::Entry;
 use crate::resp::{Pipeline, Reply};
@@ -57,9 +57,26 @@ fn parse_f64(r: &Reply) -> Option<f64> {
 }
 
 impl Storage for VectorSets {
-    fn exact_lookup(&self, id: &str, now: u64) -> Pipeline {
+    fn exact_lookup(&self, id: &str) -> Pipeline {
         let mut p = Pipeline::new();
         p.cmd(&["VGETATTR", &self.vs, id]);
+        p
+    }
+
+    fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<Option<Entry>, StoreError> {
+        let [attr] = replies else {
+            return Err(StoreError::Shape("exact lookup expects 1 reply"));
+        };
+        match attr {
+            Reply::Error(e) => Err(StoreError::Redis(e.clone())),
+            Reply::Nil => Ok(None),
+            Reply::Bulk(b) => Ok(Entry::from_json(b).filter(|e| e.is_live(now))),
+            _ => Err(StoreError::Shape("VGETATTR reply")),
+        }
+    }
+
+    fn expiry_scan(&self, now: u64) -> Pipeline {
+        let mut p = Pipeline::new();
         p.cmd(&[
             "ZRANGE",
             &self.x,
@@ -73,24 +90,15 @@ impl Storage for VectorSets {
         p
     }
 
-    fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<ExactResult, StoreError> {
-        let [attr, expired] = replies else {
-            return Err(StoreError::Shape("exact lookup expects 2 replies"));
-        };
-        first_error(replies)?;
-        let entry = match attr {
-            Reply::Nil => None,
-            Reply::Bulk(b) => Entry::from_json(b).filter(|e| e.is_live(now)),
-            _ => return Err(StoreError::Shape("VGETATTR reply")),
-        };
-        let expired = match expired {
-            Reply::Array(items) => items
+    fn parse_expiry_scan(&self, replies: &[Reply]) -> Result<Vec<String>, StoreError> {
+        match replies {
+            [Reply::Array(items)] => Ok(items
                 .iter()
                 .filter_map(|r| r.as_str().map(str::to_string))
-                .collect(),
-            _ => return Err(StoreError::Shape("ZRANGE reply")),
-        };
-        Ok(ExactResult { entry, expired })
+                .collect()),
+            [Reply::Error(e)] => Err(StoreError::Redis(e.clone())),
+            _ => Err(StoreError::Shape("ZRANGE reply")),
+        }
     }
 
     fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline {
@@ -230,17 +238,33 @@ mod tests {
     #[test]
     fn exact_reply_serves_only_live_entries() {
         let v = VectorSets::new("sc", "n");
+        assert_eq!(v.exact_lookup("id").len(), 1, "a hit is one command");
         let live = entry(100).to_json();
-        let wire = format!("${}\r\n{}\r\n*1\r\n$2\r\nid\r\n", live.len(), live);
-        let replies = decode_replies(wire.as_bytes(), 2).unwrap();
-        let r = v.parse_exact(&replies, 50).unwrap();
-        assert!(r.entry.is_some());
-        assert_eq!(r.expired, vec!["id".to_string()]);
-        assert!(v.parse_exact(&replies, 100).unwrap().entry.is_none());
-        let miss = decode_replies(b"$-1\r\n*0\r\n", 2).unwrap();
-        assert_eq!(v.parse_exact(&miss, 1).unwrap(), ExactResult::default());
-        let err = decode_replies(b"-ERR x\r\n*0\r\n", 2).unwrap();
+        let wire = format!("${}\r\n{}\r\n", live.len(), live);
+        let replies = decode_replies(wire.as_bytes(), 1).unwrap();
+        assert!(v.parse_exact(&replies, 50).unwrap().is_some());
+        assert!(v.parse_exact(&replies, 100).unwrap().is_none());
+        let miss = decode_replies(b"$-1\r\n", 1).unwrap();
+        assert_eq!(v.parse_exact(&miss, 1).unwrap(), None);
+        let err = decode_replies(b"-ERR x\r\n", 1).unwrap();
         assert!(v.parse_exact(&err, 1).is_err());
+        assert!(v.parse_exact(&[], 1).is_err());
+    }
+
+    #[test]
+    fn expiry_scan_lists_ids_whose_time_is_up() {
+        let v = VectorSets::new("sc", "n");
+        let p = v.expiry_scan(1_500);
+        let bytes = p.into_bytes();
+        let s = String::from_utf8_lossy(&bytes);
+        assert!(
+            s.contains("ZRANGE") && s.contains("1500") && s.contains("BYSCORE"),
+            "{s}"
+        );
+        let ids = decode_replies(b"*2\r\n$1\r\na\r\n$1\r\nb\r\n", 1).unwrap();
+        assert_eq!(v.parse_expiry_scan(&ids).unwrap(), vec!["a", "b"]);
+        let err = decode_replies(b"-WRONGTYPE x\r\n", 1).unwrap();
+        assert!(v.parse_expiry_scan(&err).is_err());
     }
 
     #[test]
