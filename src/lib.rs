@@ -182,6 +182,16 @@ impl Http {
             Effect::RemoveResponseHeader(name) => {
                 let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None);
             }
+            Effect::LocalGet(key) => {
+                // A failed read is an empty slot: the exact lookup in Redis follows.
+                let value = hostcalls::get_shared_data(&key).ok().and_then(|(v, _)| v);
+                if let Some(machine) = self.machine.as_mut() {
+                    machine.on_local(value.as_deref(), now_ms(), follow_up);
+                }
+            }
+            Effect::LocalPut(key, value) => {
+                let _ = hostcalls::set_shared_data(&key, Some(&value), None);
+            }
             Effect::SetResponseHeader(name, value) => {
                 let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, Some(&value));
             }

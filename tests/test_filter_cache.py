@@ -202,6 +202,30 @@ def test_ttl_is_honoured(make_stack, client):
     assert status(para) == "hit"  # the fresh miss above re-stored it, and the paraphrase finds it
 
 
+def test_local_tier_answers_repeats_without_redis_and_keeps_partitions_apart(make_stack, client):
+    """With `local_cache` on, an exact hit from Redis is kept in Envoy's shared data and the
+    next identical request is answered from there: proven by answering it with Redis emptied.
+    Another partition asking the same prompt still misses."""
+    s = make_stack(filter_config=config(local_cache={"entries": 1024, "ttl_seconds": 300}))
+    t1, t2 = {"x_semcache_tenant": "local-1"}, {"x_semcache_tenant": "local-2"}
+    q = chat("What is the boiling point of water at sea level?")
+    first = post(client, s, q, **t1)
+    assert status(first) == "miss"
+    assert status(post(client, s, q, **t1)) == "hit"  # from Redis; fills the local tier
+    before = cache_stats(s)
+    s.flush()
+    calls = upstream_calls(client, s)
+    for _ in range(3):  # both workers may answer; each reads the same shared table
+        r = post(client, s, q, **t1)
+        assert status(r) == "hit" and r.headers["x-semcache-match"] == "exact"
+        assert answer(r) == answer(first)
+    after = cache_stats(s)
+    assert after["semcache.hits.local"] == before["semcache.hits.local"] + 3
+    assert upstream_calls(client, s) == calls
+    # The local tier is keyed by the entry id, which includes the partition.
+    assert status(post(client, s, q, **t2)) == "miss"
+
+
 @pytest.mark.parametrize("victim", ["embedder", "bridge", "redis"])
 def test_dead_dependency_fails_open_and_recovers(make_stack, client, victim):
     s = make_stack()

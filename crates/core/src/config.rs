@@ -120,6 +120,14 @@ struct RawGuards {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawLocalCache {
+    entries: Option<u32>,
+    ttl_seconds: Option<u64>,
+    max_entry_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawHeaders {
     status: Option<String>,
     r#match: Option<String>,
@@ -149,6 +157,7 @@ struct RawConfig {
     top_k: Option<u32>,
     search_ef: Option<u32>,
     guards: Option<RawGuards>,
+    local_cache: Option<RawLocalCache>,
     headers: Option<RawHeaders>,
     bypass_header: Option<String>,
     hold_request_headers: Option<bool>,
@@ -199,6 +208,19 @@ pub struct GuardsConfig {
     pub substitution: bool,
 }
 
+/// The local tier: exact entries kept in Envoy's shared data (one map per Envoy, shared by its
+/// workers), so a repeated request is answered without a callout. Off when `entries` is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalCacheConfig {
+    /// Slots of the direct-mapped table (memory is at most `entries * max_entry_bytes`).
+    pub entries: u32,
+    /// How long a copy is served without asking Redis again: the bound on serving an entry
+    /// that was deleted from Redis.
+    pub ttl_seconds: u64,
+    /// Larger entries are not kept locally.
+    pub max_entry_bytes: usize,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeaderNames {
     pub status: String,
@@ -230,6 +252,7 @@ pub struct Config {
     pub top_k: u32,
     pub search_ef: u32,
     pub guards: GuardsConfig,
+    pub local_cache: LocalCacheConfig,
     pub headers: HeaderNames,
     pub bypass_header: String,
     pub hold_request_headers: bool,
@@ -499,6 +522,39 @@ impl Config {
             scope: g.scope.unwrap_or(true),
             substitution: g.substitution.unwrap_or(true),
         };
+        let l = raw.local_cache.unwrap_or_default();
+        let local_cache = LocalCacheConfig {
+            entries: l.entries.unwrap_or(0),
+            ttl_seconds: l.ttl_seconds.unwrap_or(10),
+            max_entry_bytes: l.max_entry_bytes.unwrap_or(16 << 10),
+        };
+        if local_cache.entries > 1 << 20 {
+            return Err(field_err(
+                "local_cache.entries",
+                format!(
+                    "expected 0 (off) to 1048576 slots, got {}",
+                    local_cache.entries
+                ),
+            ));
+        }
+        if !(1..=86_400).contains(&local_cache.ttl_seconds) {
+            return Err(field_err(
+                "local_cache.ttl_seconds",
+                format!(
+                    "expected seconds between 1 and 86400, got {}",
+                    local_cache.ttl_seconds
+                ),
+            ));
+        }
+        if !(256..=1 << 20).contains(&local_cache.max_entry_bytes) {
+            return Err(field_err(
+                "local_cache.max_entry_bytes",
+                format!(
+                    "expected bytes between 256 and 1048576, got {}",
+                    local_cache.max_entry_bytes
+                ),
+            ));
+        }
         let h = raw.headers.unwrap_or_default();
         let headers = HeaderNames {
             status: header_name("headers.status", h.status, "x-semcache-status")?,
@@ -528,6 +584,7 @@ impl Config {
             top_k,
             search_ef,
             guards,
+            local_cache,
             headers,
             bypass_header: header_name("bypass_header", raw.bypass_header, "x-semcache-bypass")?,
             hold_request_headers: raw.hold_request_headers.unwrap_or(false),
@@ -606,6 +663,20 @@ mod tests {
         assert!(e.contains("not both"), "{e}");
         assert!(err("[1]").contains("expected a JSON object"));
         assert!(err("").contains("empty"));
+        let e = err(
+            r#"{"local_cache":{"entries":4096,"ttl_seconds":0},"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#,
+        );
+        assert!(
+            e.contains("`local_cache.ttl_seconds`") && e.contains("between 1 and 86400"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"local_cache":{"slots":1},"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#,
+        );
+        assert!(
+            e.contains("local_cache") && e.contains("unknown field `slots`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod embeddings;
 pub mod entry;
 pub mod guards;
+pub mod local;
 pub mod machine;
 pub mod metrics;
 pub mod partition;

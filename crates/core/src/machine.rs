@@ -12,6 +12,7 @@ use crate::config::{AuthHeader, Backend, VaryBy};
 use crate::embeddings;
 use crate::entry::{Entry, Render};
 use crate::guards::{self, Veto};
+use crate::local;
 use crate::metrics::{Counter, Histogram};
 use crate::partition::{self, PartitionInput};
 use crate::prompt;
@@ -53,6 +54,10 @@ pub enum LogLevel {
 pub enum Effect {
     RemoveRequestHeader(&'static str),
     RemoveResponseHeader(&'static str),
+    /// Read a shared-data key (the local tier) and hand the value to [`Machine::on_local`].
+    LocalGet(String),
+    /// Write a shared-data key (the local tier).
+    LocalPut(String, Vec<u8>),
     Dispatch(Callout),
     /// Answer from cache; the upstream is not contacted.
     SendResponse {
@@ -143,6 +148,8 @@ enum State {
         mode: Mode,
         vary: Vec<String>,
     },
+    /// Waiting for the glue to read the local tier (synchronous, within the same callback).
+    LocalLookup(Box<Ctx>),
     ExactLookup(Box<Ctx>, u64),
     Embedding(Box<Ctx>, u64),
     SemanticLookup(Box<Ctx>, u64),
@@ -394,13 +401,12 @@ impl Machine {
             return Action::Continue;
         }
         if cfg.exact_match {
-            let mut ctx = ctx;
-            let pipeline = ctx.storage.exact_lookup(&ctx.id);
-            // The expiry scan rides on the request's last lookup: the semantic one when there is
-            // one, so an exact hit stays a single command.
-            let pipeline = self.with_expiry_scan(&mut ctx, pipeline, !cfg.semantic_match, now_ms);
-            effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
-            self.state = State::ExactLookup(ctx, now_ms);
+            if cfg.local_cache.entries > 0 {
+                effects.push(Effect::LocalGet(self.local_key(&ctx.id)));
+                self.state = State::LocalLookup(ctx);
+            } else {
+                self.dispatch_exact(ctx, now_ms, effects);
+            }
             return Action::Pause;
         }
         if cfg.semantic_match {
@@ -501,6 +507,13 @@ impl Machine {
                     );
                 };
                 if let Some(entry) = entry {
+                    let local = &self.settings.config.local_cache;
+                    if local.entries > 0 {
+                        let value = local::encode(&ctx.id, now_ms, &entry);
+                        if value.len() <= local.max_entry_bytes {
+                            effects.push(Effect::LocalPut(self.local_key(&ctx.id), value));
+                        }
+                    }
                     return self.serve(&ctx, &entry, None, now, effects);
                 }
                 if self.settings.config.semantic_match {
@@ -632,6 +645,51 @@ impl Machine {
                 effects.push(Effect::ResumeResponse);
             }
             other => self.state = other,
+        }
+    }
+
+    fn dispatch_exact(&mut self, mut ctx: Box<Ctx>, now_ms: u64, effects: &mut Vec<Effect>) {
+        let pipeline = ctx.storage.exact_lookup(&ctx.id);
+        // The expiry scan rides on the request's last lookup: the semantic one when there is
+        // one, so an exact hit stays a single command.
+        let scan = !self.settings.config.semantic_match;
+        let pipeline = self.with_expiry_scan(&mut ctx, pipeline, scan, now_ms);
+        effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
+        self.state = State::ExactLookup(ctx, now_ms);
+    }
+
+    /// The local tier's slot for an entry id: a direct-mapped table, so its memory is bounded
+    /// (a slot holds one entry; a colliding id simply replaces it). The key prefix keeps two
+    /// plugin configurations on different Redis instances apart in one Envoy.
+    fn local_key(&self, id: &str) -> String {
+        let cfg = &self.settings.config;
+        let h = id
+            .get(..16)
+            .and_then(|x| u64::from_str_radix(x, 16).ok())
+            .unwrap_or(0);
+        let slot = h % u64::from(cfg.local_cache.entries.max(1));
+        format!("semcache.local.{}.{slot}", cfg.key_prefix)
+    }
+
+    /// The local tier's value for the request's id: served when it is this id's entry, was
+    /// fetched from Redis less than `local_cache.ttl_seconds` ago, and is still live; anything
+    /// else goes on to the exact lookup in Redis.
+    pub fn on_local(&mut self, value: Option<&[u8]>, now_ms: u64, effects: &mut Vec<Effect>) {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        let State::LocalLookup(ctx) = state else {
+            self.state = state;
+            return;
+        };
+        let max_age = self.settings.config.local_cache.ttl_seconds * 1000;
+        let entry = value
+            .and_then(|v| local::decode(v, &ctx.id))
+            .filter(|(fetched, e)| now_ms < fetched.saturating_add(max_age) && e.is_live(now_ms));
+        match entry {
+            Some((_, entry)) => {
+                effects.push(Effect::Count(Counter::HitLocal, 1));
+                self.serve(&ctx, &entry, None, now_ms, effects);
+            }
+            None => self.dispatch_exact(ctx, now_ms, effects),
         }
     }
 

@@ -6,6 +6,8 @@ use crate::guards::Veto;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
     HitExact,
+    /// Exact hits answered from the local tier (also counted in `HitExact`).
+    HitLocal,
     HitSemantic,
     Miss,
     Bypass,
@@ -34,6 +36,7 @@ impl Counter {
     pub fn name(self) -> String {
         match self {
             Counter::HitExact => "semcache.hits.exact".into(),
+            Counter::HitLocal => "semcache.hits.local".into(),
             Counter::HitSemantic => "semcache.hits.semantic".into(),
             Counter::Miss => "semcache.misses".into(),
             Counter::Bypass => "semcache.bypasses".into(),
@@ -52,6 +55,7 @@ impl Counter {
     pub fn all() -> Vec<Counter> {
         let mut v = vec![
             Counter::HitExact,
+            Counter::HitLocal,
             Counter::HitSemantic,
             Counter::Miss,
             Counter::Bypass,

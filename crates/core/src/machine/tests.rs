@@ -573,3 +573,123 @@ fn expired_ids_from_the_lookup_are_removed_by_the_store() {
     let body = String::from_utf8_lossy(&dispatched(&fx)[0].body).into_owned();
     assert!(body.contains("VREM") && body.contains("oldid") && body.contains("ZREM"));
 }
+
+const LOCAL_CFG: &str = r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"},
+    "local_cache":{"entries":64,"ttl_seconds":10}}"#;
+
+fn local_get(fx: &[Effect]) -> Option<&String> {
+    fx.iter().find_map(|e| match e {
+        Effect::LocalGet(k) => Some(k),
+        _ => None,
+    })
+}
+
+fn local_put(fx: &[Effect]) -> Option<(&String, &Vec<u8>)> {
+    fx.iter().find_map(|e| match e {
+        Effect::LocalPut(k, v) => Some((k, v)),
+        _ => None,
+    })
+}
+
+#[test]
+fn local_tier_is_filled_by_a_redis_exact_hit_and_then_answers_alone() {
+    // First request: the local tier is empty, Redis has the entry.
+    let mut m = machine_with(LOCAL_CFG);
+    let (a, fx) = start(&mut m, &[], BODY);
+    assert_eq!(a, Action::Pause);
+    let key = local_get(&fx)
+        .expect("the local tier is asked first")
+        .clone();
+    assert!(
+        dispatched(&fx).is_empty(),
+        "no callout before the local tier answered"
+    );
+    let mut fx = Vec::new();
+    m.on_local(None, 1_000_050, &mut fx);
+    assert!(String::from_utf8_lossy(&dispatched(&fx)[0].body).contains("VGETATTR"));
+    let e = entry_json("What is the capital of France?", "Paris.");
+    let fx = callout(&mut m, Some(200), bulk(&e).as_bytes());
+    assert!(local_reply(&fx).is_some());
+    let (put_key, value) = local_put(&fx).expect("a Redis hit fills the local tier");
+    assert_eq!(put_key, &key);
+    let value = value.clone();
+
+    // Second request, same prompt: answered from the local tier, no callout at all.
+    let mut m = machine_with(LOCAL_CFG);
+    let (_, fx) = start(&mut m, &[], BODY);
+    assert_eq!(local_get(&fx), Some(&key));
+    let mut fx = Vec::new();
+    m.on_local(Some(&value), 1_000_200, &mut fx);
+    assert!(dispatched(&fx).is_empty());
+    let (h, body) = local_reply(&fx).expect("served locally");
+    assert_eq!(hdr(h, "x-semcache-match"), Some("exact"));
+    assert!(String::from_utf8_lossy(body).contains("Paris."));
+    assert!(has(&fx, &Effect::Count(Counter::HitLocal, 1)));
+    assert!(has(&fx, &Effect::Count(Counter::HitExact, 1)));
+
+    // After local_cache.ttl_seconds the copy is not trusted: Redis is asked again.
+    let mut m = machine_with(LOCAL_CFG);
+    start(&mut m, &[], BODY);
+    let mut fx = Vec::new();
+    m.on_local(Some(&value), 1_000_100 + 10_000, &mut fx);
+    assert!(local_reply(&fx).is_none());
+    assert!(String::from_utf8_lossy(&dispatched(&fx)[0].body).contains("VGETATTR"));
+}
+
+#[test]
+fn local_tier_never_serves_another_id_or_an_expired_entry() {
+    let mut m = machine_with(LOCAL_CFG);
+    let (_, fx) = start(&mut m, &[], BODY);
+    assert!(local_get(&fx).is_some());
+    // The slot holds another id's entry (a collision): not served.
+    let other = local::encode(
+        "0123456789abcdef0123456789abcdef",
+        1_000_000,
+        &Entry::from_json(entry_json("Another question", "Other.").as_bytes()).unwrap(),
+    );
+    let mut fx = Vec::new();
+    m.on_local(Some(&other), 1_000_100, &mut fx);
+    assert!(local_reply(&fx).is_none());
+    assert_eq!(dispatched(&fx).len(), 1);
+
+    // This id's entry, fetched recently, but past the entry's own expiry: not served.
+    let mut m = machine_with(LOCAL_CFG);
+    let (_, fx) = start(&mut m, &[], BODY);
+    let key = local_get(&fx).unwrap().clone();
+    let mut fx = Vec::new();
+    m.on_local(None, 1_000_050, &mut fx);
+    let e = entry_json("What is the capital of France?", "Paris.");
+    let fx = callout(&mut m, Some(200), bulk(&e).as_bytes());
+    let (_, value) = local_put(&fx).unwrap();
+    let value = value.clone();
+    let mut m = machine_with(LOCAL_CFG);
+    let (_, fx) = start(&mut m, &[], BODY);
+    assert_eq!(local_get(&fx), Some(&key));
+    let mut fx = Vec::new();
+    m.on_local(Some(&value), 5_000_000, &mut fx);
+    assert!(local_reply(&fx).is_none());
+}
+
+#[test]
+fn local_tier_is_off_by_default_and_skips_oversized_entries() {
+    let mut m = machine();
+    let (_, fx) = start(&mut m, &[("x-tenant", "t1")], BODY);
+    assert!(local_get(&fx).is_none());
+    let fx = callout(&mut m, Some(200), bulk(&entry_json("q", "a")).as_bytes());
+    assert!(local_put(&fx).is_none());
+
+    let mut m = machine_with(
+        r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"},
+            "local_cache":{"entries":64,"max_entry_bytes":256}}"#,
+    );
+    start(&mut m, &[], BODY);
+    let mut fx = Vec::new();
+    m.on_local(None, 1_000_050, &mut fx);
+    let big = entry_json("What is the capital of France?", &"x".repeat(400));
+    let fx = callout(&mut m, Some(200), bulk(&big).as_bytes());
+    assert!(local_reply(&fx).is_some());
+    assert!(
+        local_put(&fx).is_none(),
+        "over max_entry_bytes: not kept locally"
+    );
+}
