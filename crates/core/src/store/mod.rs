@@ -69,6 +69,22 @@ pub trait Storage {
     fn check_store(&self, replies: &[Reply]) -> Result<(), StoreError>;
 }
 
+/// The one reply of an exact lookup (`what` names its command): the stored entry JSON, served
+/// only while it is live.
+pub(crate) fn exact_entry(
+    replies: &[Reply],
+    now: u64,
+    what: &'static str,
+) -> Result<Option<Entry>, StoreError> {
+    match replies {
+        [Reply::Error(e)] => Err(StoreError::Redis(e.clone())),
+        [Reply::Nil] => Ok(None),
+        [Reply::Bulk(b)] => Ok(Entry::from_json(b).filter(|e| e.is_live(now))),
+        [_] => Err(StoreError::Shape(what)),
+        _ => Err(StoreError::Shape("exact lookup expects 1 reply")),
+    }
+}
+
 /// A Redis error anywhere in a pipeline's replies fails the whole operation.
 pub(crate) fn first_error(replies: &[Reply]) -> Result<(), StoreError> {
     for r in replies {

@@ -19,7 +19,7 @@
 
 use std::cell::Cell;
 
-use super::{first_error, Candidate, Storage, StoreError};
+use super::{exact_entry, first_error, Candidate, Storage, StoreError};
 use crate::embeddings::to_fp32_blob;
 use crate::entry::Entry;
 use crate::resp::{Pipeline, Reply};
@@ -156,16 +156,8 @@ impl Storage for Redisearch {
     }
 
     fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<Option<Entry>, StoreError> {
-        let [reply] = replies else {
-            return Err(StoreError::Shape("exact lookup expects 1 reply"));
-        };
         // Redis expires the hashes itself: no expiry scan, nothing to clean up.
-        match reply {
-            Reply::Error(e) => Err(StoreError::Redis(e.clone())),
-            Reply::Nil => Ok(None),
-            Reply::Bulk(b) => Ok(Entry::from_json(b).filter(|e| e.is_live(now))),
-            _ => Err(StoreError::Shape("HGET reply")),
-        }
+        exact_entry(replies, now, "HGET reply")
     }
 
     fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline {

@@ -13,7 +13,7 @@
 //! entries under traffic; both keys also carry a native TTL of at least the longest entry TTL
 //! (`EXPIRE NX` + `EXPIRE GT`), so an idle partition disappears from Redis entirely.
 
-use super::{first_error, Candidate, Storage, StoreError};
+use super::{exact_entry, first_error, Candidate, Storage, StoreError};
 use crate::embeddings::to_fp32_blob;
 use crate::entry::Entry;
 use crate::resp::{Pipeline, Reply};
@@ -64,15 +64,7 @@ impl Storage for VectorSets {
     }
 
     fn parse_exact(&self, replies: &[Reply], now: u64) -> Result<Option<Entry>, StoreError> {
-        let [attr] = replies else {
-            return Err(StoreError::Shape("exact lookup expects 1 reply"));
-        };
-        match attr {
-            Reply::Error(e) => Err(StoreError::Redis(e.clone())),
-            Reply::Nil => Ok(None),
-            Reply::Bulk(b) => Ok(Entry::from_json(b).filter(|e| e.is_live(now))),
-            _ => Err(StoreError::Shape("VGETATTR reply")),
-        }
+        exact_entry(replies, now, "VGETATTR reply")
     }
 
     fn expiry_scan(&self, now: u64) -> Pipeline {
