@@ -1,17 +1,20 @@
-//! Routes, and the embeddings handler.
+//! Routes, the front door every model endpoint shares (OpenAI path and Azure
+//! twin), and the embeddings handler.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{middleware, Router};
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::chat::{self, AzureQuery};
-use crate::control::{self, bump};
+use crate::chat;
+use crate::control::{self, bump, Stats};
 use crate::embeddings;
 use crate::encoding::gzip_layer;
 use crate::error::ApiError;
@@ -24,18 +27,21 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 
 pub fn router(st: Arc<AppState>) -> Router {
     let model_routes = Router::new()
-        .route("/v1/chat/completions", post(chat::chat))
-        .route("/v1/completions", post(chat::completions))
-        .route("/v1/embeddings", post(embed))
+        .route("/v1/chat/completions", Endpoint::Chat.openai())
+        .route("/v1/completions", Endpoint::Completions.openai())
+        .route("/v1/embeddings", Endpoint::Embeddings.openai())
         .route(
             "/openai/deployments/{name}/chat/completions",
-            post(chat::azure_chat),
+            Endpoint::Chat.azure(),
         )
         .route(
             "/openai/deployments/{name}/completions",
-            post(chat::azure_completions),
+            Endpoint::Completions.azure(),
         )
-        .route("/openai/deployments/{name}/embeddings", post(azure_embed))
+        .route(
+            "/openai/deployments/{name}/embeddings",
+            Endpoint::Embeddings.azure(),
+        )
         .route_layer(middleware::from_fn_with_state(st.clone(), gzip_layer));
     let control_routes = Router::new()
         .route("/healthz", get(healthz))
@@ -58,29 +64,91 @@ async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
 }
 
-async fn embed(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    bump(&st.stats.embeddings_requests);
-    let r = embed_inner(&st, &headers, &body, None).await;
-    respond::finish(&st, r)
+/// The model endpoints. Each is served at its OpenAI path and at its Azure
+/// `/openai/deployments/{name}/...` twin; the two handlers below do the
+/// counting, the `api-version` check and the error accounting for all of
+/// them, so the six routes cannot drift apart.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
 }
 
-async fn azure_embed(
-    State(st): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Query(q): Query<AzureQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    bump(&st.stats.embeddings_requests);
-    bump(&st.stats.azure_requests);
-    let r = match chat::azure_deployment(name, &q) {
-        Ok(dep) => embed_inner(&st, &headers, &body, Some(&dep)).await,
-        Err(e) => Err(e),
-    };
-    respond::finish(&st, r)
+impl Endpoint {
+    /// This endpoint's request counter (valid and invalid requests alike).
+    fn requests(self, stats: &Stats) -> &AtomicU64 {
+        match self {
+            Self::Chat => &stats.chat_requests,
+            Self::Completions => &stats.completions_requests,
+            Self::Embeddings => &stats.embeddings_requests,
+        }
+    }
+
+    /// Serves one request; `deployment` is the Azure deployment name, which
+    /// stands for the model when the body names none.
+    async fn serve(
+        self,
+        st: Arc<AppState>,
+        headers: &HeaderMap,
+        body: &Bytes,
+        deployment: Option<&str>,
+    ) -> Result<Response, ApiError> {
+        match self {
+            Self::Chat => chat::chat(st, headers, body, deployment).await,
+            Self::Completions => chat::completions(st, headers, body, deployment).await,
+            Self::Embeddings => embed(&st, headers, body, deployment).await,
+        }
+    }
+
+    /// `POST /v1/...`.
+    fn openai(self) -> MethodRouter<Arc<AppState>> {
+        post(
+            move |State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes| async move {
+                bump(self.requests(&st.stats));
+                let r = self.serve(st.clone(), &headers, &body, None).await;
+                respond::finish(&st, r)
+            },
+        )
+    }
+
+    /// `POST /openai/deployments/{name}/...`: counted as Azure too, and
+    /// refused without `api-version`.
+    fn azure(self) -> MethodRouter<Arc<AppState>> {
+        post(
+            move |State(st): State<Arc<AppState>>,
+                  Path(name): Path<String>,
+                  Query(q): Query<AzureQuery>,
+                  headers: HeaderMap,
+                  body: Bytes| async move {
+                bump(self.requests(&st.stats));
+                bump(&st.stats.azure_requests);
+                let r = match azure_deployment(name, &q) {
+                    Ok(dep) => self.serve(st.clone(), &headers, &body, Some(&dep)).await,
+                    Err(e) => Err(e),
+                };
+                respond::finish(&st, r)
+            },
+        )
+    }
 }
 
-async fn embed_inner(
+#[derive(Debug, Deserialize)]
+struct AzureQuery {
+    #[serde(rename = "api-version")]
+    api_version: Option<String>,
+}
+
+fn azure_deployment(name: String, q: &AzureQuery) -> Result<String, ApiError> {
+    match q.api_version.as_deref() {
+        Some(v) if !v.is_empty() => Ok(name),
+        _ => Err(ApiError::bad_request(
+            "Missing required query parameter 'api-version' (Azure OpenAI path)",
+        )),
+    }
+}
+
+async fn embed(
     st: &AppState,
     headers: &HeaderMap,
     body: &Bytes,

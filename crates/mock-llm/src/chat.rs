@@ -1,17 +1,14 @@
-//! `POST /v1/chat/completions`, `POST /v1/completions` and their Azure
-//! `/openai/deployments/{name}/...` twins.
+//! Chat completions and legacy completions (routed, at their OpenAI paths
+//! and their Azure `/openai/deployments/{name}/...` twins, by `app`).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::answers;
-use crate::control::bump;
 use crate::error::ApiError;
 use crate::respond::{self, Ids};
 use crate::sse::{self, StreamJob};
@@ -20,67 +17,46 @@ use crate::AppState;
 
 const FINGERPRINT: &str = "fp_mock";
 
-#[derive(Debug, Deserialize)]
-pub struct AzureQuery {
-    #[serde(rename = "api-version")]
-    api_version: Option<String>,
+/// A request either endpoint goes on to answer.
+struct Accepted<T> {
+    switches: Switches,
+    body: Map<String, Value>,
+    model: String,
+    /// `messages` or `prompt`.
+    input: T,
+    stream: bool,
+    include_usage: bool,
 }
 
-pub fn azure_deployment(name: String, q: &AzureQuery) -> Result<String, ApiError> {
-    match q.api_version.as_deref() {
-        Some(v) if !v.is_empty() => Ok(name),
-        _ => Err(ApiError::bad_request(
-            "Missing required query parameter 'api-version' (Azure OpenAI path)",
-        )),
+/// What both endpoints do before answering, in this order (it decides which
+/// error a request with several faults gets): switches, JSON body, model,
+/// the endpoint's own `input`, stream flags; then the latency, then an
+/// injected error.
+async fn accept<T>(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    deployment: Option<&str>,
+    input: impl FnOnce(&mut Map<String, Value>) -> Result<T, ApiError>,
+) -> Result<Accepted<T>, ApiError> {
+    let switches = Switches::from_headers(headers)?;
+    let mut body = respond::json_object(body)?;
+    let model = respond::model(&body, deployment)?;
+    let input = input(&mut body)?;
+    let (stream, include_usage) = respond::stream_flags(&body)?;
+
+    respond::delay(switches.latency.unwrap_or_else(|| st.runtime.latency())).await;
+    if let Some(e) = switches.injected_error() {
+        return Err(e);
     }
-}
-
-pub async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    bump(&st.stats.chat_requests);
-    let r = chat_inner(st.clone(), &headers, &body, None).await;
-    respond::finish(&st, r)
-}
-
-pub async fn azure_chat(
-    State(st): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Query(q): Query<AzureQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    bump(&st.stats.chat_requests);
-    bump(&st.stats.azure_requests);
-    let r = match azure_deployment(name, &q) {
-        Ok(dep) => chat_inner(st.clone(), &headers, &body, Some(&dep)).await,
-        Err(e) => Err(e),
-    };
-    respond::finish(&st, r)
-}
-
-pub async fn completions(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    bump(&st.stats.completions_requests);
-    let r = completions_inner(st.clone(), &headers, &body, None).await;
-    respond::finish(&st, r)
-}
-
-pub async fn azure_completions(
-    State(st): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Query(q): Query<AzureQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    bump(&st.stats.completions_requests);
-    bump(&st.stats.azure_requests);
-    let r = match azure_deployment(name, &q) {
-        Ok(dep) => completions_inner(st.clone(), &headers, &body, Some(&dep)).await,
-        Err(e) => Err(e),
-    };
-    respond::finish(&st, r)
+    Ok(Accepted {
+        switches,
+        body,
+        model,
+        input,
+        stream,
+        include_usage,
+    })
 }
 
 fn messages(body: &mut Map<String, Value>) -> Result<Vec<Value>, ApiError> {
@@ -140,6 +116,27 @@ impl Envelope {
         m
     }
 
+    /// A whole (non-stream) response.
+    fn response(&self, choices: Value, usage: Value) -> Value {
+        let mut m = self.wrap(choices);
+        m.insert("usage".into(), usage);
+        Value::Object(m)
+    }
+
+    /// A whole stream, framed alike for both endpoints: a chunk per entry of
+    /// `choices`, the usage chunk when asked for, then `[DONE]`.
+    fn stream(&self, choices: Vec<Value>, include_usage: bool, usage: &Value) -> Vec<Bytes> {
+        let mut events: Vec<Bytes> = choices
+            .into_iter()
+            .map(|c| sse::event(&self.chunk(c, include_usage)))
+            .collect();
+        if include_usage {
+            events.push(sse::event(&self.usage_chunk(usage)));
+        }
+        events.push(Bytes::from_static(sse::DONE));
+        events
+    }
+
     /// A stream chunk; with `include_usage` every chunk but the last carries
     /// `"usage": null`, as OpenAI does.
     fn chunk(&self, choices: Value, include_usage: bool) -> Value {
@@ -177,22 +174,20 @@ enum Reply {
     },
 }
 
-async fn chat_inner(
+pub async fn chat(
     st: Arc<AppState>,
     headers: &HeaderMap,
     body: &Bytes,
     deployment: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let switches = Switches::from_headers(headers)?;
-    let mut req = respond::json_object(body)?;
-    let model = respond::model(&req, deployment)?;
-    let msgs = messages(&mut req)?;
-    let (stream, include_usage) = respond::stream_flags(&req)?;
-
-    respond::delay(switches.latency.unwrap_or_else(|| st.runtime.latency())).await;
-    if let Some(e) = switches.injected_error() {
-        return Err(e);
-    }
+    let Accepted {
+        switches,
+        body: req,
+        model,
+        input: msgs,
+        stream,
+        include_usage,
+    } = accept(&st, headers, body, deployment, messages).await?;
 
     let ids = Ids::new(&st, answers::chat_hash(&model, &msgs));
     let question = answers::last_question(&msgs);
@@ -248,11 +243,13 @@ async fn chat_inner(
                 }],
             }),
         };
-        let mut body = env.wrap(json!([{
-            "index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason,
-        }]));
-        body.insert("usage".into(), usage);
-        return Ok(respond::json(&st, &ids, &switches, &Value::Object(body)));
+        let body = env.response(
+            json!([{
+                "index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason,
+            }]),
+            usage,
+        );
+        return Ok(respond::json(&st, &ids, &switches, &body));
     }
 
     let choice = |delta: Value, finish: Option<&str>| json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }]);
@@ -289,16 +286,8 @@ async fn chat_inner(
     let n_pieces = pieces.len();
     events.extend(pieces.into_iter().map(|d| choice(d, None)));
     events.push(choice(json!({}), Some(&finish_reason)));
-    let mut rendered: Vec<Bytes> = events
-        .into_iter()
-        .map(|c| sse::event(&env.chunk(c, include_usage)))
-        .collect();
-    if include_usage {
-        rendered.push(sse::event(&env.usage_chunk(&usage)));
-    }
-    rendered.push(Bytes::from_static(sse::DONE));
     let job = StreamJob {
-        events: rendered,
+        events: env.stream(events, include_usage, &usage),
         // After the role chunk and the first content chunk.
         hold: switches.hold.clone().map(|t| (n_pieces.min(1), t)),
         cut_after: switches.truncate.map(|n| 1 + n.min(n_pieces)),
@@ -329,22 +318,20 @@ fn prompts(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
     }
 }
 
-async fn completions_inner(
+pub async fn completions(
     st: Arc<AppState>,
     headers: &HeaderMap,
     body: &Bytes,
     deployment: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let switches = Switches::from_headers(headers)?;
-    let req = respond::json_object(body)?;
-    let model = respond::model(&req, deployment)?;
-    let prompts = prompts(&req)?;
-    let (stream, include_usage) = respond::stream_flags(&req)?;
-
-    respond::delay(switches.latency.unwrap_or_else(|| st.runtime.latency())).await;
-    if let Some(e) = switches.injected_error() {
-        return Err(e);
-    }
+    let Accepted {
+        switches,
+        model,
+        input: prompts,
+        stream,
+        include_usage,
+        ..
+    } = accept(&st, headers, body, deployment, |req| prompts(req)).await?;
 
     let hashes: Vec<String> = prompts
         .iter()
@@ -380,9 +367,8 @@ async fn completions_inner(
                 json!({ "text": t, "index": i, "logprobs": null, "finish_reason": finish_reason })
             })
             .collect();
-        let mut body = env.wrap(Value::Array(choices));
-        body.insert("usage".into(), usage);
-        return Ok(respond::json(&st, &ids, &switches, &Value::Object(body)));
+        let body = env.response(Value::Array(choices), usage);
+        return Ok(respond::json(&st, &ids, &switches, &body));
     }
 
     let choice = |text: &str, i: usize, finish: Option<&str>| json!([{ "text": text, "index": i, "logprobs": null, "finish_reason": finish }]);
@@ -396,16 +382,8 @@ async fn completions_inner(
     for i in 0..texts.len() {
         events.push(choice("", i, Some(&finish_reason)));
     }
-    let mut rendered: Vec<Bytes> = events
-        .into_iter()
-        .map(|c| sse::event(&env.chunk(c, include_usage)))
-        .collect();
-    if include_usage {
-        rendered.push(sse::event(&env.usage_chunk(&usage)));
-    }
-    rendered.push(Bytes::from_static(sse::DONE));
     let job = StreamJob {
-        events: rendered,
+        events: env.stream(events, include_usage, &usage),
         // Legacy streams have no role chunk: hold after the first text chunk.
         hold: switches.hold.clone().map(|t| (0, t)),
         cut_after: switches.truncate.map(|n| n.min(n_pieces)),
