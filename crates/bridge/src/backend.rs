@@ -205,7 +205,9 @@ fn check_count(replies: Vec<Value>, expected: usize) -> Result<Vec<Value>, Backe
 }
 
 /// Commands whose only key is their first argument (the cache's own commands). Anything else,
-/// e.g. a multi-key DEL or a keyless command, is routed by redis-rs on its own.
+/// e.g. a multi-key DEL or a keyless command, is routed by redis-rs on its own. Not the
+/// allow-list (`policy::DEFAULT_ALLOWED`), though much alike: this says how a command is routed,
+/// that says whether it may run, and each has names the other must not.
 const FIRST_KEY_COMMANDS: &[&str] = &[
     "VADD",
     "VSIM",

@@ -118,8 +118,7 @@ async fn resp_handler(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
-    let response = match run(&state, &headers, body, Ok).await {
+    serve(&state, &headers, body, Ok, |result| match result {
         Ok(replies) => {
             let mut out = Vec::with_capacity(256);
             replies.iter().for_each(|v| resp::encode(v, &mut out));
@@ -133,7 +132,26 @@ async fn resp_handler(
                 .into_response()
         }
         Err(reject) => reject.into_response(),
-    };
+    })
+    .await
+}
+
+/// Every command endpoint (`/v1/resp` and the Upstash ones): `run`, a rejection logged, the
+/// outcome rendered in the endpoint's own format, and the request counted in the metrics with its
+/// status and latency, so all endpoints are logged and measured alike.
+pub(crate) async fn serve(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    to_resp: impl FnOnce(Bytes) -> Result<Bytes, Reject>,
+    render: impl FnOnce(Result<Vec<Value>, Reject>) -> Response,
+) -> Response {
+    let started = Instant::now();
+    let result = run(state, headers, body, to_resp).await;
+    if let Err(reject) = &result {
+        tracing::debug!(status = reject.status().as_u16(), reason = %reject, "rejected");
+    }
+    let response = render(result);
     state
         .metrics
         .request(response.status().as_u16(), started.elapsed());
@@ -143,20 +161,7 @@ async fn resp_handler(
 /// The request path shared by every command endpoint: token, in-flight slot, bounded body,
 /// `to_resp` (identity for /v1/resp, JSON to RESP frames for the Upstash endpoints), bounded
 /// parse, allow-list, then Redis under the timeout. Returns one reply per command.
-pub(crate) async fn run(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-    to_resp: impl FnOnce(Bytes) -> Result<Bytes, Reject>,
-) -> Result<Vec<Value>, Reject> {
-    let result = run_inner(state, headers, body, to_resp).await;
-    if let Err(reject) = &result {
-        tracing::debug!(status = reject.status().as_u16(), reason = %reject, "rejected");
-    }
-    result
-}
-
-async fn run_inner(
+async fn run(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,

@@ -5,7 +5,6 @@
 //! `Upstash-Encoding: base64` makes binary replies safe.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -17,18 +16,16 @@ use bytes::Bytes;
 use redis::Value;
 use serde_json::{json, Value as JsonValue};
 
-use crate::http::{run, AppState, Reject};
+use crate::http::{serve, AppState, Reject};
 
 pub async fn single(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
-    let b64 = wants_base64(&headers);
-    let response = match run(&state, &headers, body, |b| to_resp(&b, false)).await {
-        // Upstash answers a failed command with 400 and the error.
-        Ok(replies) => match replies.first() {
+    serve_json(&state, &headers, body, false, |replies, b64| {
+        match replies.first() {
+            // Upstash answers a failed command with 400 and the error.
             Some(Value::ServerError(e)) => (
                 StatusCode::BAD_REQUEST,
                 Json(json!({ "error": e.to_string_resp() })),
@@ -36,13 +33,9 @@ pub async fn single(
                 .into_response(),
             Some(v) => Json(json!({ "result": to_json(v, b64) })).into_response(),
             None => error_response(&Reject::BadJson("no command")),
-        },
-        Err(reject) => error_response(&reject),
-    };
-    state
-        .metrics
-        .request(response.status().as_u16(), started.elapsed());
-    response
+        }
+    })
+    .await
 }
 
 pub async fn pipeline(
@@ -50,25 +43,36 @@ pub async fn pipeline(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
-    let b64 = wants_base64(&headers);
-    let response = match run(&state, &headers, body, |b| to_resp(&b, true)).await {
-        Ok(replies) => {
-            let items: Vec<JsonValue> = replies
-                .iter()
-                .map(|v| match v {
-                    Value::ServerError(e) => json!({ "error": e.to_string_resp() }),
-                    v => json!({ "result": to_json(v, b64) }),
-                })
-                .collect();
-            Json(items).into_response()
-        }
+    serve_json(&state, &headers, body, true, |replies, b64| {
+        let items: Vec<JsonValue> = replies
+            .iter()
+            .map(|v| match v {
+                Value::ServerError(e) => json!({ "error": e.to_string_resp() }),
+                v => json!({ "result": to_json(v, b64) }),
+            })
+            .collect();
+        Json(items).into_response()
+    })
+    .await
+}
+
+/// What both Upstash endpoints share: a JSON command (or, with `pipeline`, an array of them)
+/// in, rejections as `{"error": ...}` out, and `Upstash-Encoding`. `render` turns the replies
+/// into the endpoint's answer; `b64` is whether binary replies go out base64-encoded.
+async fn serve_json(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    pipeline: bool,
+    render: impl FnOnce(&[Value], bool) -> Response,
+) -> Response {
+    let b64 = wants_base64(headers);
+    let frames = |b: Bytes| to_resp(&b, pipeline);
+    serve(state, headers, body, frames, |result| match result {
+        Ok(replies) => render(&replies, b64),
         Err(reject) => error_response(&reject),
-    };
-    state
-        .metrics
-        .request(response.status().as_u16(), started.elapsed());
-    response
+    })
+    .await
 }
 
 fn error_response(reject: &Reject) -> Response {
