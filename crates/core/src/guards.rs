@@ -4,19 +4,31 @@
 //! 7731" next to "invoice 7713". These cheap lexical checks compare the stored canonical prompt
 //! with the new one and refuse the candidate when a fact differs. They are deliberately
 //! asymmetric in cost: a wrong veto costs one upstream call, a wrong hit serves a wrong answer.
+//! Every verdict is symmetric: swapping the cached and the new text gives the same answer.
 //!
 //! - `numbers`: the multiset of numbers, times, dates (weekdays, months, relative days) must be
-//!   equal. "3" equals "three", "$1,200" equals "1200 dollars", "5pm" equals "17:00".
-//! - `negation`: a negation on one side only ("don't", "not", "never", "without", ...).
-//! - `entities`: a capitalised name, acronym or mixed-case identifier on one side that the other
-//!   side does not mention at all (any case).
+//!   equal. "3" equals "three", "three hundred and fifty" equals "350", "3rd" equals "third",
+//!   "$1,200" equals "1200 dollars", "5pm" equals "17:00", "Monday to Friday" equals
+//!   "weekdays". A number given in units on both sides must share one ("5 kg" / "5 lb" differ),
+//!   and currencies named on both sides must be the same. Greetings ("good morning") are no
+//!   times; relative days in earlier turns (small talk) count only when both sides have them.
+//! - `negation`: a negation on one side only ("don't", "not", "never", "without", "-free",
+//!   "missing", ...), or a prefixed antonym ("safe" / "unsafe"). A negated privative ("without
+//!   losing", "don't delete") means "keep" and is compared as such by `scope`.
+//! - `entities`: a capitalised name, acronym, mixed-case identifier or well-known lowercase name
+//!   ("python") on one side that the other side does not mention at all (any case or number; an
+//!   acronym is also mentioned by its expansion); or source and target swapped ("from savings to
+//!   checking" / "from checking to savings", "English into French" / "French into English").
 //! - `quoted`: quoted strings must be identical (case-insensitive).
 //! - `scope`: both sides use words from one contrast group but different members of it
-//!   ("pros" / "cons", "cheapest" / "most expensive", "summarize" / "translate", "all" / "last").
+//!   ("pros" / "cons", "cheapest" / "most expensive", "summarize" / "translate", "all" / "last");
+//!   both sides ask for a superlative, and not the same one ("easiest" / "fastest"); or one side
+//!   asks about all or every X and the other about one X.
 //! - `substitution`: the two texts are the same but for one or two swapped content words
 //!   ("tent" / "backpack"). A genuine paraphrase rewrites more than a word; a user who changes
 //!   exactly one word of an otherwise identical question changed what they ask. Typos (a small
-//!   edit distance) and function words ("do" / "can") are not substitutions.
+//!   edit distance), function words ("do" / "can"), listed synonyms, dates and numbers with
+//!   their units (the numbers guard's business) are not substitutions.
 
 use crate::config::GuardsConfig;
 
