@@ -3,7 +3,8 @@
 use super::features::{Features, Raw};
 use super::lexicon::{singular, DETERMINERS, FUNCTION_WORDS};
 use super::numbers::{
-    currency_of_word, is_month, is_number_word, starts_with_digit, DATE_WORDS, MONTH_ABBREV, UNITS,
+    currency_of_word, is_date_word, is_month, is_number_word, starts_with_digit, MONTH_ABBREV,
+    UNITS,
 };
 
 /// Names people usually type in lowercase; each is a name wherever it stands. Words that are
@@ -136,7 +137,7 @@ pub(super) fn roles(raw: &[Raw], words: &[String]) -> (Vec<String>, Vec<String>)
             && !FUNCTION_WORDS.contains(&w)
             && !starts_with_digit(w)
             && !is_number_word(w)
-            && !DATE_WORDS.contains(&w)
+            && !is_date_word(w)
             && !MONTH_ABBREV.iter().any(|(a, _)| *a == w)
             && !is_month(w)
     };

@@ -3,7 +3,7 @@
 use super::entities::{is_acronym, is_entity, roles, KNOWN_NAMES, NOT_ACRONYMS};
 use super::negation::{NEGATIONS, PRIVATIVES};
 use super::numbers::{
-    currency_of_symbol, currency_of_word, facts_of, starts_with_digit, Unit, DATE_WORDS,
+    currency_of_symbol, currency_of_word, facts_of, is_date_word, starts_with_digit, Unit,
     MONTH_ABBREV,
 };
 use super::quoted::quoted_strings;
@@ -193,7 +193,7 @@ impl Features {
         let mut entities = Vec::new();
         let mut route = Vec::new();
         for (i, ((tok, prev), plain)) in raw.iter().zip(&words).enumerate() {
-            let is_date = DATE_WORDS.contains(&plain.as_str())
+            let is_date = is_date_word(plain)
                 || MONTH_ABBREV.iter().any(|(a, _)| a == plain)
                 || plain == "may";
             let named = is_entity(tok, *prev) && !NOT_ACRONYMS.contains(&plain.as_str());

@@ -175,7 +175,7 @@ const NUMBER_WORDS: &[(&str, u32)] = &[
     ("midnight", 0),
 ];
 
-pub(super) const DATE_WORDS: &[&str] = &[
+const DATE_WORDS: &[&str] = &[
     "monday",
     "tuesday",
     "wednesday",
@@ -183,17 +183,6 @@ pub(super) const DATE_WORDS: &[&str] = &[
     "friday",
     "saturday",
     "sunday",
-    "january",
-    "february",
-    "march",
-    "april",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
     "today",
     "tomorrow",
     "yesterday",
@@ -429,8 +418,7 @@ pub(super) fn facts_of(raw: &[Raw], words: &[String]) -> (Vec<(usize, String)>, 
         if w == "twice"
             || w == "once"
                 && next.is_some_and(|n| {
-                    matches!(n, "a" | "an" | "per" | "every" | "each" | "daily")
-                        || DATE_WORDS.contains(&n)
+                    matches!(n, "a" | "an" | "per" | "every" | "each" | "daily") || is_date_word(n)
                 })
         {
             facts.push((i, if w == "once" { "1" } else { "2" }.into()));
@@ -480,7 +468,7 @@ pub(super) fn facts_of(raw: &[Raw], words: &[String]) -> (Vec<(usize, String)>, 
             if i > 0 && is_numeric(i - 1) {
                 facts.push((i, w.trim_end_matches('s').to_string()));
             }
-        } else if DATE_WORDS.contains(&w) {
+        } else if is_date_word(w) {
             facts.push((i, w.to_string()));
         } else if let Some((_, full)) = MONTH_ABBREV.iter().find(|(a, _)| *a == w) {
             facts.push((i, full.to_string()));
@@ -492,21 +480,27 @@ pub(super) fn facts_of(raw: &[Raw], words: &[String]) -> (Vec<(usize, String)>, 
     (facts, units)
 }
 
+const MONTHS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+/// A date word: one of `DATE_WORDS` or a month name, except "may" (far more often the verb).
+pub(super) fn is_date_word(w: &str) -> bool {
+    DATE_WORDS.contains(&w) || (w != "may" && MONTHS.contains(&w))
+}
+
 pub(super) fn is_month(w: &str) -> bool {
-    const MONTHS: &[&str] = &[
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ];
     MONTHS.contains(&w)
         || MONTH_ABBREV
             .iter()

@@ -3,7 +3,7 @@
 use super::features::{Features, Raw};
 use super::lexicon::{singular, DETERMINERS, FUNCTION_WORDS};
 use super::negation::NEGATIONS;
-use super::numbers::{is_number_word, starts_with_digit, DATE_WORDS, MONTH_ABBREV};
+use super::numbers::{is_date_word, is_number_word, starts_with_digit, MONTH_ABBREV};
 
 /// Groups of mutually exclusive alternatives; a member may be several words.
 pub(super) const SCOPE_GROUPS: &[&[&[&str]]] = &[
@@ -487,7 +487,7 @@ pub(super) fn quantified(raw: &[Raw], words: &[String]) -> (Vec<String>, bool) {
         }
         if let Some(h) = head {
             if !NOT_QUANTIFIED.contains(&h.as_str())
-                && !DATE_WORDS.contains(&h.as_str())
+                && !is_date_word(&h)
                 && !MONTH_ABBREV.iter().any(|(a, _)| *a == h)
             {
                 heads.push(h);

@@ -3,7 +3,7 @@
 use super::lexicon::FUNCTION_WORDS;
 use super::negation::NEGATIONS;
 use super::numbers::{
-    is_month, is_number_word, starts_with_digit, time_of, DATE_WORDS, MONTH_ABBREV, UNITS,
+    is_date_word, is_month, is_number_word, starts_with_digit, time_of, MONTH_ABBREV, UNITS,
 };
 use super::scope::SCOPE_GROUPS;
 
@@ -92,7 +92,7 @@ pub(super) fn substituted(a: &[String], b: &[String]) -> bool {
                 && !(with_number && (UNIT_WORDS.contains(w) || UNITS.iter().any(|(u, _)| u == w)))
                 && !NEGATIONS.contains(w)
                 && !numeric(w)
-                && !DATE_WORDS.contains(w)
+                && !is_date_word(w)
                 && !MONTH_ABBREV.iter().any(|(a, _)| a == w)
                 && !is_month(w)
                 && time_of(w, None).is_none()
