@@ -49,8 +49,9 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub queue: u32,
 
-    /// Model worker threads (each runs whole batches).
-    #[arg(long, env = "SEMCACHE_EMBEDDER_WORKERS", default_value_t = 1)]
+    /// Model worker threads (each runs whole batches). Two: a lone request still gets both
+    /// cores through its worker's GEMM pool, and under load two batches run side by side.
+    #[arg(long, env = "SEMCACHE_EMBEDDER_WORKERS", default_value_t = 2)]
     pub workers: usize,
 
     /// Threads each matrix multiply may use.

@@ -44,8 +44,15 @@ fn grow(v: &mut Vec<f32>, n: usize) {
 pub struct Encoder {
     w: Arc<Weights>,
     s: Scratch,
+    /// The second half's buffers when a batch is split over two threads.
+    s2: Scratch,
     pool: Option<Arc<rayon::ThreadPool>>,
 }
+
+/// Token count from which a batch of several sequences is split in two and each half runs on
+/// its own thread, instead of sharing every matrix multiply: one synchronisation per batch
+/// rather than several per layer, which pays once there is enough work for both halves.
+const SPLIT_MIN_TOKENS: usize = 24;
 
 impl Encoder {
     /// With `threads` > 1 the encoder owns a pool of that many threads and runs each forward
@@ -64,6 +71,7 @@ impl Encoder {
         Ok(Self {
             w,
             s: Scratch::default(),
+            s2: Scratch::default(),
             pool,
         })
     }
@@ -75,131 +83,157 @@ impl Encoder {
     /// Embeds each sequence of token ids (special tokens included, already truncated) into
     /// consecutive `dim()`-wide rows of `out`: unit-length mean-pooled vectors.
     pub fn embed(&mut self, seqs: &[&[u32]], out: &mut [f32]) -> Result<(), ForwardError> {
-        match self.pool.clone() {
-            Some(pool) => pool.install(|| self.embed_in(seqs, out)),
-            None => self.embed_in(seqs, out),
+        let Some(pool) = self.pool.clone() else {
+            return forward(&self.w, &mut self.s, seqs, out, None);
+        };
+        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        if seqs.len() < 2 || total < SPLIT_MIN_TOKENS || out.len() != seqs.len() * self.dim() {
+            return pool.install(|| forward(&self.w, &mut self.s, seqs, out, Some(&pool)));
         }
+        // Data-parallel: two halves of about equal tokens, each on one thread of the pool.
+        let mut cut = 1;
+        let mut acc = seqs[0].len();
+        while cut < seqs.len() - 1 && 2 * (acc + seqs[cut].len()) <= total {
+            acc += seqs[cut].len();
+            cut += 1;
+        }
+        let (a, b) = seqs.split_at(cut);
+        let (out_a, out_b) = out.split_at_mut(cut * self.dim());
+        let (w, s1, s2) = (&self.w, &mut self.s, &mut self.s2);
+        let (ra, rb) = pool.install(|| {
+            rayon::join(
+                || forward(w, s1, a, out_a, None),
+                || forward(w, s2, b, out_b, None),
+            )
+        });
+        ra.and(rb)
     }
+}
 
-    fn embed_in(&mut self, seqs: &[&[u32]], out: &mut [f32]) -> Result<(), ForwardError> {
-        let cfg = &self.w.config;
-        let h = cfg.hidden_size;
-        let want = seqs.len() * h;
-        if out.len() != want {
-            return Err(ForwardError::OutputSize {
-                got: out.len(),
-                want,
+/// One forward pass over `seqs` into `out`; with `pool`, the linear layers and attention heads
+/// are shared out over it (the caller runs this inside that pool).
+fn forward(
+    w: &Weights,
+    s: &mut Scratch,
+    seqs: &[&[u32]],
+    out: &mut [f32],
+    pool: Option<&rayon::ThreadPool>,
+) -> Result<(), ForwardError> {
+    let cfg = &w.config;
+    let h = cfg.hidden_size;
+    let want = seqs.len() * h;
+    if out.len() != want {
+        return Err(ForwardError::OutputSize {
+            got: out.len(),
+            want,
+        });
+    }
+    let mut total = 0;
+    let mut longest = 0;
+    for s in seqs {
+        if s.is_empty() {
+            return Err(ForwardError::EmptySequence);
+        }
+        if s.len() > w.max_seq_length {
+            return Err(ForwardError::TooLong {
+                len: s.len(),
+                max: w.max_seq_length,
             });
         }
-        let mut total = 0;
-        let mut longest = 0;
-        for s in seqs {
-            if s.is_empty() {
-                return Err(ForwardError::EmptySequence);
-            }
-            if s.len() > self.w.max_seq_length {
-                return Err(ForwardError::TooLong {
-                    len: s.len(),
-                    max: self.w.max_seq_length,
-                });
-            }
-            if let Some(&bad) = s.iter().find(|&&id| id as usize >= cfg.vocab_size) {
-                return Err(ForwardError::BadToken(bad));
-            }
-            total += s.len();
-            longest = longest.max(s.len());
+        if let Some(&bad) = s.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+            return Err(ForwardError::BadToken(bad));
         }
-        if total == 0 {
-            return Ok(());
-        }
-        let (t, im) = (total, cfg.intermediate_size);
-        let s = &mut self.s;
-        grow(&mut s.x, t * h);
-        grow(&mut s.tmp, t * h);
-        grow(&mut s.qkv, t * 3 * h);
-        grow(&mut s.ctx, t * h);
-        grow(&mut s.inter, t * im);
-        grow(&mut s.scores, cfg.num_attention_heads * longest * longest);
-        let eps = cfg.layer_norm_eps as f32;
-        let pool = self.pool.as_deref();
-
-        // Embeddings: word + (position + token type 0), then LayerNorm.
-        let x = &mut s.x[..t * h];
-        let mut row = 0;
-        for seq in seqs {
-            for (pos, &id) in seq.iter().enumerate() {
-                let id = id as usize;
-                let dst = &mut x[row * h..(row + 1) * h];
-                let word = &self.w.word[id * h..(id + 1) * h];
-                let pt = &self.w.pos_type[pos * h..(pos + 1) * h];
-                for ((d, a), b) in dst.iter_mut().zip(word).zip(pt) {
-                    *d = a + b;
-                }
-                row += 1;
-            }
-        }
-        layer_norm_rows(x, h, &self.w.emb_ln_w, &self.w.emb_ln_b, eps);
-
-        for layer in &self.w.layers {
-            let x = &mut s.x[..t * h];
-            let qkv = &mut s.qkv[..t * 3 * h];
-            fill_rows(qkv, &layer.qkv_b);
-            linear(t, x, h, &layer.qkv_w, qkv, 3 * h, Epilogue::None, pool);
-            attention(
-                seqs,
-                qkv,
-                &mut s.ctx[..t * h],
-                &mut s.scores,
-                h,
-                cfg.num_attention_heads,
-                longest,
-                pool.is_some(),
-            );
-            // x = LN(x + ctx · Wo + bo)
-            let tmp = &mut s.tmp[..t * h];
-            add_rows(tmp, x, &layer.out_b);
-            linear(
-                t,
-                &s.ctx[..t * h],
-                h,
-                &layer.out_w,
-                tmp,
-                h,
-                Epilogue::None,
-                pool,
-            );
-            layer_norm_rows(tmp, h, &layer.ln1_w, &layer.ln1_b, eps);
-            std::mem::swap(&mut s.x, &mut s.tmp);
-            let x = &mut s.x[..t * h];
-            // x = LN(x + gelu(x · W1 + b1) · W2 + b2)
-            let inter = &mut s.inter[..t * im];
-            fill_rows(inter, &layer.ff1_b);
-            linear(t, x, h, &layer.ff1_w, inter, im, Epilogue::Gelu, pool);
-            let tmp = &mut s.tmp[..t * h];
-            add_rows(tmp, x, &layer.ff2_b);
-            linear(t, inter, im, &layer.ff2_w, tmp, h, Epilogue::None, pool);
-            layer_norm_rows(tmp, h, &layer.ln2_w, &layer.ln2_b, eps);
-            std::mem::swap(&mut s.x, &mut s.tmp);
-        }
-
-        // Mean pooling (no padding, so every row counts) and L2 normalisation.
-        let x = &s.x[..t * h];
-        let mut start = 0;
-        for (seq, o) in seqs.iter().zip(out.chunks_exact_mut(h)) {
-            o.fill(0.0);
-            for r in x[start * h..(start + seq.len()) * h].chunks_exact(h) {
-                for (a, b) in o.iter_mut().zip(r) {
-                    *a += b;
-                }
-            }
-            start += seq.len();
-            let norm = o.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-            for v in o.iter_mut() {
-                *v /= norm;
-            }
-        }
-        Ok(())
+        total += s.len();
+        longest = longest.max(s.len());
     }
+    if total == 0 {
+        return Ok(());
+    }
+    let (t, im) = (total, cfg.intermediate_size);
+    grow(&mut s.x, t * h);
+    grow(&mut s.tmp, t * h);
+    grow(&mut s.qkv, t * 3 * h);
+    grow(&mut s.ctx, t * h);
+    grow(&mut s.inter, t * im);
+    grow(&mut s.scores, cfg.num_attention_heads * longest * longest);
+    let eps = cfg.layer_norm_eps as f32;
+
+    // Embeddings: word + (position + token type 0), then LayerNorm.
+    let x = &mut s.x[..t * h];
+    let mut row = 0;
+    for seq in seqs {
+        for (pos, &id) in seq.iter().enumerate() {
+            let id = id as usize;
+            let dst = &mut x[row * h..(row + 1) * h];
+            let word = &w.word[id * h..(id + 1) * h];
+            let pt = &w.pos_type[pos * h..(pos + 1) * h];
+            for ((d, a), b) in dst.iter_mut().zip(word).zip(pt) {
+                *d = a + b;
+            }
+            row += 1;
+        }
+    }
+    layer_norm_rows(x, h, &w.emb_ln_w, &w.emb_ln_b, eps);
+
+    for layer in &w.layers {
+        let x = &mut s.x[..t * h];
+        let qkv = &mut s.qkv[..t * 3 * h];
+        fill_rows(qkv, &layer.qkv_b);
+        linear(t, x, h, &layer.qkv_w, qkv, 3 * h, Epilogue::None, pool);
+        attention(
+            seqs,
+            qkv,
+            &mut s.ctx[..t * h],
+            &mut s.scores,
+            h,
+            cfg.num_attention_heads,
+            longest,
+            pool.is_some(),
+        );
+        // x = LN(x + ctx · Wo + bo)
+        let tmp = &mut s.tmp[..t * h];
+        add_rows(tmp, x, &layer.out_b);
+        linear(
+            t,
+            &s.ctx[..t * h],
+            h,
+            &layer.out_w,
+            tmp,
+            h,
+            Epilogue::None,
+            pool,
+        );
+        layer_norm_rows(tmp, h, &layer.ln1_w, &layer.ln1_b, eps);
+        std::mem::swap(&mut s.x, &mut s.tmp);
+        let x = &mut s.x[..t * h];
+        // x = LN(x + gelu(x · W1 + b1) · W2 + b2)
+        let inter = &mut s.inter[..t * im];
+        fill_rows(inter, &layer.ff1_b);
+        linear(t, x, h, &layer.ff1_w, inter, im, Epilogue::Gelu, pool);
+        let tmp = &mut s.tmp[..t * h];
+        add_rows(tmp, x, &layer.ff2_b);
+        linear(t, inter, im, &layer.ff2_w, tmp, h, Epilogue::None, pool);
+        layer_norm_rows(tmp, h, &layer.ln2_w, &layer.ln2_b, eps);
+        std::mem::swap(&mut s.x, &mut s.tmp);
+    }
+
+    // Mean pooling (no padding, so every row counts) and L2 normalisation.
+    let x = &s.x[..t * h];
+    let mut start = 0;
+    for (seq, o) in seqs.iter().zip(out.chunks_exact_mut(h)) {
+        o.fill(0.0);
+        for r in x[start * h..(start + seq.len()) * h].chunks_exact(h) {
+            for (a, b) in o.iter_mut().zip(r) {
+                *a += b;
+            }
+        }
+        start += seq.len();
+        let norm = o.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        for v in o.iter_mut() {
+            *v /= norm;
+        }
+    }
+    Ok(())
 }
 
 /// Self-attention of every sequence: ctx = softmax(Q Kᵀ) V per head (Q is pre-scaled). Heads
