@@ -484,9 +484,6 @@ impl Machine {
 
     pub fn on_callout(&mut self, res: CalloutResult<'_>, now_ms: u64, effects: &mut Vec<Effect>) {
         let state = std::mem::replace(&mut self.state, State::Done);
-        // Expiry is kept in milliseconds: whole seconds would let an entry stored just before a
-        // second boundary expire up to a second early.
-        let now = now_ms;
         let ok = res.status == Some(200);
         match state {
             State::ExactLookup(mut ctx, started) => {
@@ -496,7 +493,7 @@ impl Machine {
                 ));
                 let result = self
                     .lookup_replies(&mut ctx, ok, res.body, effects)
-                    .and_then(|r| reply_ok(ctx.storage.parse_exact(&r, now), effects));
+                    .and_then(|r| reply_ok(ctx.storage.parse_exact(&r, now_ms), effects));
                 let Some(entry) = result else {
                     return self.fail_open(
                         ctx,
@@ -514,7 +511,7 @@ impl Machine {
                             effects.push(Effect::LocalPut(self.local_key(&ctx.id), value));
                         }
                     }
-                    return self.serve(&ctx, &entry, None, now, effects);
+                    return self.serve(&ctx, &entry, None, now_ms, effects);
                 }
                 if self.settings.config.semantic_match {
                     effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
@@ -563,7 +560,10 @@ impl Machine {
                 let replies = self.lookup_replies(&mut ctx, ok, res.body, effects);
                 let mut expired = std::mem::take(&mut ctx.expired);
                 let candidates = replies.and_then(|r| {
-                    reply_ok(ctx.storage.parse_semantic(&r, now, &mut expired), effects)
+                    reply_ok(
+                        ctx.storage.parse_semantic(&r, now_ms, &mut expired),
+                        effects,
+                    )
                 });
                 ctx.expired = expired;
                 let Some(candidates) = candidates else {
@@ -589,7 +589,7 @@ impl Machine {
                                 Histogram::HitDistance,
                                 (c.distance * 1e4).round() as u64,
                             ));
-                            return self.serve(&ctx, &c.entry, Some(c.distance), now, effects);
+                            return self.serve(&ctx, &c.entry, Some(c.distance), now_ms, effects);
                         }
                         Some(v) => {
                             effects.push(Effect::Count(Counter::Vetoed(v), 1));
@@ -614,7 +614,7 @@ impl Machine {
                 } {
                     Some(v) => {
                         ctx.vector = Some(v);
-                        self.dispatch_store(&ctx, completion, now, effects);
+                        self.dispatch_store(&ctx, completion, now_ms, effects);
                     }
                     None => {
                         effects.push(Effect::Count(Counter::ErrorStore, 1));

@@ -8,7 +8,8 @@
 //! - `<prefix>:{ns}:x`: sorted set id -> expiry (unix milliseconds), the expiry index.
 //!
 //! Expiry: vector sets have no per-element TTL. An entry is never served after its expiry
-//! (every read checks the `e` field). Expired ids are listed by the exact lookup and removed
+//! (every read checks the `e` field, in unix milliseconds). Expired ids are listed by the
+//! request's last lookup (the expiry scan) and removed
 //! (`VREM` + `ZREM`) by the next store in the partition, so the set stays bounded by live
 //! entries under traffic; both keys also carry a native TTL of at least the longest entry TTL
 //! (`EXPIRE NX` + `EXPIRE GT`), so an idle partition disappears from Redis entirely.
