@@ -103,8 +103,9 @@ fn quote(s: &str, max: usize) -> String {
     }
 }
 
-fn filler(hash: &str, out: &mut String) {
-    // Four distinct sentences chosen by the hash digits.
+/// Appends distinct sentences chosen by the hash digits: four, or as many as it takes to reach
+/// `min_bytes` (at most all sixteen; none repeats, so the text compresses like prose).
+fn filler(hash: &str, min_bytes: usize, out: &mut String) {
     let digits: Vec<usize> = hash
         .chars()
         .filter_map(|c| c.to_digit(16))
@@ -121,21 +122,22 @@ fn filler(hash: &str, out: &mut String) {
         out.push(' ');
         out.push_str(SENTENCES[i]);
         picked += 1;
-        if picked == 4 {
+        if picked >= 4 && out.len() >= min_bytes {
             break;
         }
     }
 }
 
-pub fn chat_answer(question: &str, hash: &str) -> String {
+/// `min_bytes` (the `x-mock-answer-bytes` switch, 0 by default) lengthens the answer.
+pub fn chat_answer(question: &str, hash: &str, min_bytes: usize) -> String {
     let mut out = format!("Mock answer to: {} [{hash}].", quote(question, 160));
-    filler(hash, &mut out);
+    filler(hash, min_bytes, &mut out);
     out
 }
 
-pub fn completion_answer(prompt: &str, hash: &str) -> String {
+pub fn completion_answer(prompt: &str, hash: &str, min_bytes: usize) -> String {
     let mut out = format!(" Mock completion of: {} [{hash}].", quote(prompt, 160));
-    filler(hash, &mut out);
+    filler(hash, min_bytes, &mut out);
     out
 }
 
@@ -218,9 +220,21 @@ mod tests {
     #[test]
     fn answer_length_is_realistic() {
         for q in ["", "hi", &"long question ".repeat(200)] {
-            let a = chat_answer(q, &chat_hash("m", &[json!({"role":"user","content":q})]));
+            let a = chat_answer(q, &chat_hash("m", &[json!({"role":"user","content":q})]), 0);
             assert!((300..=1000).contains(&a.len()), "{} bytes: {a}", a.len());
         }
+    }
+
+    #[test]
+    fn answer_bytes_lengthens_without_repeating_a_sentence() {
+        let h = chat_hash("m", &[json!({"role":"user","content":"q"})]);
+        let a = chat_answer("q", &h, 1000);
+        assert!(a.len() >= 1000, "{} bytes", a.len());
+        for s in SENTENCES {
+            assert!(a.matches(s).count() <= 1, "{s} repeated");
+        }
+        assert_eq!(chat_answer("q", &h, 1000), a, "still deterministic");
+        assert!(chat_answer("q", &h, 100_000).len() < 2000, "bounded by the sentences");
     }
 
     #[test]

@@ -198,7 +198,7 @@ pub async fn chat(
             arguments: json!({ "query": question, "request": ids.hash }).to_string(),
         }
     } else {
-        Reply::Text(answers::chat_answer(&question, &ids.hash))
+        Reply::Text(answers::chat_answer(&question, &ids.hash, switches.answer_bytes))
     };
     let completion_tokens = match &reply {
         Reply::Text(t) => answers::tokens(t),
@@ -340,7 +340,7 @@ pub async fn completions(
     let texts: Vec<String> = prompts
         .iter()
         .zip(&hashes)
-        .map(|(p, h)| answers::completion_answer(p, h))
+        .map(|(p, h)| answers::completion_answer(p, h, switches.answer_bytes))
         .collect();
     let ids = Ids::new(&st, hashes.first().cloned().unwrap_or_default());
     let usage = usage(

@@ -24,6 +24,9 @@ pub struct Switches {
     pub latency: Option<Duration>,
     /// `x-mock-hold`: wait for `POST /control/release/<token>` mid-response.
     pub hold: Option<String>,
+    /// `x-mock-answer-bytes`: lengthen a text answer to at least this many bytes (as far as
+    /// the mock's distinct sentences go, about 1.4 KB), e.g. for a typical 1 KB answer.
+    pub answer_bytes: usize,
 }
 
 fn text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
@@ -100,6 +103,7 @@ impl Switches {
             finish_reason,
             latency: number(headers, "x-mock-latency-ms")?.map(Duration::from_millis),
             hold,
+            answer_bytes: number(headers, "x-mock-answer-bytes")?.unwrap_or(0),
         })
     }
 
@@ -164,6 +168,7 @@ mod tests {
             ("x-mock-finish-reason", "length"),
             ("x-mock-latency-ms", "5"),
             ("x-mock-hold", "t1"),
+            ("x-mock-answer-bytes", "1000"),
         ]))
         .unwrap();
         assert_eq!(s.status, Some(StatusCode::TOO_MANY_REQUESTS));
@@ -173,6 +178,7 @@ mod tests {
         assert_eq!(s.finish_reason.as_deref(), Some("length"));
         assert_eq!(s.latency, Some(Duration::from_millis(5)));
         assert_eq!(s.hold.as_deref(), Some("t1"));
+        assert_eq!(s.answer_bytes, 1000);
     }
 
     #[test]
