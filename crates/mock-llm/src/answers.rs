@@ -234,7 +234,10 @@ mod tests {
             assert!(a.matches(s).count() <= 1, "{s} repeated");
         }
         assert_eq!(chat_answer("q", &h, 1000), a, "still deterministic");
-        assert!(chat_answer("q", &h, 100_000).len() < 2000, "bounded by the sentences");
+        assert!(
+            chat_answer("q", &h, 100_000).len() < 2000,
+            "bounded by the sentences"
+        );
     }
 
     #[test]

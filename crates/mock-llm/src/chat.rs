@@ -198,7 +198,11 @@ pub async fn chat(
             arguments: json!({ "query": question, "request": ids.hash }).to_string(),
         }
     } else {
-        Reply::Text(answers::chat_answer(&question, &ids.hash, switches.answer_bytes))
+        Reply::Text(answers::chat_answer(
+            &question,
+            &ids.hash,
+            switches.answer_bytes,
+        ))
     };
     let completion_tokens = match &reply {
         Reply::Text(t) => answers::tokens(t),
