@@ -38,7 +38,7 @@ impl Entry {
             prompt: prompt.to_string(),
             model: c.model,
             content: c.content,
-            usage: c.usage,
+            usage: c.usage.map(compact_usage),
         }
     }
 
@@ -62,6 +62,27 @@ impl Entry {
             .and_then(|u| u.get("completion_tokens"))
             .and_then(Value::as_u64)
             .unwrap_or(0)
+    }
+}
+
+/// The upstream's `usage` without its all-zero detail objects (`prompt_tokens_details:
+/// {cached_tokens: 0, audio_tokens: 0}` and the like): about 130 bytes of every stored entry
+/// that say nothing. The token counts, and any detail that is not zero, are kept.
+fn compact_usage(usage: Value) -> Value {
+    fn all_zero(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::Object(m) => m.values().all(all_zero),
+            _ => false,
+        }
+    }
+    match usage {
+        Value::Object(mut m) => {
+            m.retain(|_, v| !(v.is_object() && all_zero(v)));
+            Value::Object(m)
+        }
+        other => other,
     }
 }
 
@@ -265,6 +286,28 @@ mod tests {
         // Stored 1 ms before a second boundary, with a 1 s TTL: live for the whole second.
         let e = Entry::new(c(), "q", 1_999, 1);
         assert!(e.is_live(2_998) && !e.is_live(2_999));
+    }
+
+    #[test]
+    fn zero_usage_details_are_not_stored() {
+        let c = Completion {
+            model: "m".into(),
+            content: "a".into(),
+            finish_reason: "stop".into(),
+            usage: Some(json!({
+                "prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 7, "audio_tokens": 0}
+            })),
+        };
+        let e = Entry::new(c, "q", 0, 1);
+        assert_eq!(
+            e.usage,
+            Some(json!({
+                "prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5,
+                "completion_tokens_details": {"reasoning_tokens": 7, "audio_tokens": 0}
+            }))
+        );
     }
 
     #[test]

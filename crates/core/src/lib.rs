@@ -13,6 +13,7 @@ pub mod guards;
 pub mod local;
 pub mod machine;
 pub mod metrics;
+pub mod packed;
 pub mod partition;
 pub mod prompt;
 pub mod request;

@@ -153,8 +153,15 @@ fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
     );
     let store = dispatched(&fx);
     assert_eq!(store.len(), 1);
-    let body = String::from_utf8_lossy(&store[0].body).into_owned();
-    assert!(body.contains("VADD") && body.contains("Paris."), "{body}");
+    // VADD's SETATTR argument is the stored entry (its JSON may be deflated).
+    let cmds = crate::resp::decode_replies(&store[0].body, 6).unwrap();
+    let vadd: Vec<&[u8]> = match &cmds[0] {
+        crate::resp::Reply::Array(args) => args.iter().filter_map(|a| a.as_bytes()).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(vadd[0], b"VADD");
+    let attr = vadd[vadd.iter().position(|a| *a == b"SETATTR").unwrap() + 1];
+    assert_eq!(crate::packed::unpack(attr).unwrap().content, "Paris.");
     let fx = callout(m, Some(200), b":1\r\n:1\r\n:1\r\n:0\r\n:1\r\n:0\r\n");
     assert!(has(&fx, &Effect::Count(Counter::Stored, 1)));
     assert!(has(&fx, &Effect::ResumeResponse));

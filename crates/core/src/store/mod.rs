@@ -5,6 +5,7 @@ pub mod redisearch;
 pub mod vset;
 
 use crate::entry::Entry;
+use crate::packed;
 use crate::resp::{Pipeline, Reply};
 use thiserror::Error;
 
@@ -69,7 +70,7 @@ pub trait Storage {
     fn check_store(&self, replies: &[Reply]) -> Result<(), StoreError>;
 }
 
-/// The one reply of an exact lookup (`what` names its command): the stored entry JSON, served
+/// The one reply of an exact lookup (`what` names its command): the stored entry, served
 /// only while it is live.
 pub(crate) fn exact_entry(
     replies: &[Reply],
@@ -79,7 +80,7 @@ pub(crate) fn exact_entry(
     match replies {
         [Reply::Error(e)] => Err(StoreError::Redis(e.clone())),
         [Reply::Nil] => Ok(None),
-        [Reply::Bulk(b)] => Ok(Entry::from_json(b).filter(|e| e.is_live(now))),
+        [Reply::Bulk(b)] => Ok(packed::unpack(b).filter(|e| e.is_live(now))),
         [_] => Err(StoreError::Shape(what)),
         _ => Err(StoreError::Shape("exact lookup expects 1 reply")),
     }

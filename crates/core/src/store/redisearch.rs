@@ -2,8 +2,8 @@
 //! valkey-search): one HASH per entry, found by `FT.SEARCH` KNN.
 //!
 //! Layout, for embedding model `m` (sanitised to `<model>`), partition `ns` and entry `id`:
-//! - `<prefix>:e:<model>:{ns}:<id>`: HASH `v` (FP32 vector), `ns` (TAG), `a` (the entry JSON:
-//!   answer, canonical prompt, creation, expiry), with a native `EXPIRE` of the entry's TTL.
+//! - `<prefix>:e:<model>:{ns}:<id>`: HASH `v` (FP32 vector), `ns` (TAG), `a` (the entry in its
+//!   stored form, `packed`: answer, canonical prompt, creation, expiry), with a native `EXPIRE` of the entry's TTL.
 //!   The hash tag keeps a partition on one cluster slot, as in the vector-set layout.
 //! - `<prefix>:idx:<model>:<dim>`: the index over `<prefix>:e:<model>:`, one per embedding model
 //!   and dimension, created by every store (`FT.CREATE` answers "Index already exists" once it
@@ -22,6 +22,7 @@ use std::cell::Cell;
 use super::{exact_entry, first_error, Candidate, Storage, StoreError};
 use crate::embeddings::to_fp32_blob;
 use crate::entry::Entry;
+use crate::packed;
 use crate::resp::{Pipeline, Reply};
 
 /// Candidates this far past the threshold are dropped, as the vector-set back end's `EPSILON`
@@ -234,7 +235,7 @@ impl Storage for Redisearch {
             for pair in fields.chunks_exact(2) {
                 match pair[0].as_str() {
                     Some("d") => distance = parse_f64(&pair[1]),
-                    Some("a") => entry = pair[1].as_bytes().and_then(Entry::from_json),
+                    Some("a") => entry = pair[1].as_bytes().and_then(packed::unpack),
                     _ => {}
                 }
             }
@@ -280,7 +281,7 @@ impl Storage for Redisearch {
             b"ns",
             self.ns.as_bytes(),
             b"a",
-            entry.to_json().as_bytes(),
+            &packed::pack(entry),
         ]);
         p.cmd(&["EXPIRE", &key, &ttl.to_string()]);
         // An index of our name made elsewhere with another DIM or prefix never indexes our

@@ -2,7 +2,8 @@
 //!
 //! Layout of one partition `ns` (all keys share the hash tag `{ns}`, so one Redis Cluster slot):
 //! - `<prefix>:{ns}:vs`: vector set; element = entry id, FP32 vector (stored Q8), attribute =
-//!   the entry JSON (answer, canonical prompt, expiry). `VSIM ... WITHATTRIBS` returns the
+//!   the entry (answer, canonical prompt, expiry) in its stored form (`packed`: JSON, or
+//!   DEFLATE of it). No `FILTER` reads the attribute, so it need not be JSON. `VSIM ... WITHATTRIBS` returns the
 //!   answers with the neighbours, so a lookup is one threaded command and one callout, and
 //!   `VGETATTR` makes the exact tier a single hash lookup.
 //! - `<prefix>:{ns}:x`: sorted set id -> expiry (unix milliseconds), the expiry index.
@@ -17,6 +18,7 @@
 use super::{exact_entry, first_error, Candidate, Storage, StoreError};
 use crate::embeddings::to_fp32_blob;
 use crate::entry::Entry;
+use crate::packed;
 use crate::resp::{Pipeline, Reply};
 
 /// How many expired ids one request cleans up at most.
@@ -138,7 +140,7 @@ impl Storage for VectorSets {
             let id = t[0].as_str().ok_or(StoreError::Shape("VSIM element"))?;
             let score = parse_f64(&t[1]).ok_or(StoreError::Shape("VSIM score"))?;
             // An element without a readable entry cannot be served; skip it.
-            let Some(entry) = t[2].as_bytes().and_then(Entry::from_json) else {
+            let Some(entry) = t[2].as_bytes().and_then(packed::unpack) else {
                 continue;
             };
             if !entry.is_live(now) {
@@ -182,7 +184,7 @@ impl Storage for VectorSets {
             id.as_bytes(),
             b"Q8",
             b"SETATTR",
-            entry.to_json().as_bytes(),
+            &packed::pack(entry),
         ]);
         let exp = entry.expires_at.to_string();
         p.cmd(&["ZADD", &self.x, &exp, id]);
