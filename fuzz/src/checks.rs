@@ -144,7 +144,7 @@ pub fn request_parse(data: &[u8]) {
         });
         let id = partition::entry_id(&ns, &pr.exact);
         assert!(
-            ns.len() == 24 && id.len() == 32 && id.is_ascii(),
+            ns.len() == 24 && id.len() == 16 && id.is_ascii(),
             "{ns} {id}"
         );
     }

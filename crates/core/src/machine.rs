@@ -663,11 +663,7 @@ impl Machine {
     /// plugin configurations on different Redis instances apart in one Envoy.
     fn local_key(&self, id: &str) -> String {
         let cfg = &self.settings.config;
-        let h = id
-            .get(..16)
-            .and_then(|x| u64::from_str_radix(x, 16).ok())
-            .unwrap_or(0);
-        let slot = h % u64::from(cfg.local_cache.entries.max(1));
+        let slot = partition::id_bits(id) % u64::from(cfg.local_cache.entries.max(1));
         format!("semcache.local.{}.{slot}", cfg.key_prefix)
     }
 
@@ -782,7 +778,7 @@ impl Machine {
             stream: ctx.stream,
             include_usage: ctx.include_usage,
             request_model: &ctx.model,
-            id: &ctx.id[..16],
+            id: &ctx.id,
             now: now_ms / 1000,
         });
         let mut headers = vec![

@@ -5,6 +5,8 @@
 //! and the configured `vary_by` values. Never the prompt itself. Entries of two partitions live
 //! under different Redis keys, so no lookup can ever return another partition's entry.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the canonical form or the stored entry changes, so old entries are simply
@@ -50,13 +52,23 @@ pub fn namespace(p: &PartitionInput<'_>) -> String {
     hex(&h.finalize()[..12])
 }
 
-/// The entry id of a canonical prompt inside a namespace: 128 bits of SHA-256, hex. The same
-/// prompt always maps to the same id, which is what makes the exact tier one key lookup.
+/// The entry id of a canonical prompt inside a namespace: 96 bits of SHA-256 in 16 base64url
+/// characters. The same prompt always maps to the same id, which is what makes the exact tier
+/// one key lookup. 96 bits keep a collision (a wrong exact hit) out of reach (about 1e-15 for
+/// ten million entries in one partition) while the id, kept twice per entry in Redis (vector
+/// set element, expiry index), costs 16 bytes less each time than 128 bits in hex.
 pub fn entry_id(namespace: &str, exact_prompt: &str) -> String {
     let mut h = Sha256::new();
     feed(&mut h, namespace.as_bytes());
     feed(&mut h, exact_prompt.as_bytes());
-    hex(&h.finalize()[..16])
+    URL_SAFE_NO_PAD.encode(&h.finalize()[..12])
+}
+
+/// 64 well-mixed bits of an entry id (FNV-1a over its characters), e.g. to pick a table slot.
+pub fn id_bits(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -130,6 +142,11 @@ mod tests {
         assert_eq!(entry_id("n1", "p"), entry_id("n1", "p"));
         assert_ne!(entry_id("n1", "p"), entry_id("n2", "p"));
         assert_ne!(entry_id("n1", "p"), entry_id("n1", "q"));
-        assert_eq!(entry_id("n1", "p").len(), 32);
+        let id = entry_id("n1", "p");
+        assert_eq!(id.len(), 16);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_ne!(id_bits(&id), id_bits(&entry_id("n1", "q")));
     }
 }
