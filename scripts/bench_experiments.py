@@ -36,10 +36,14 @@ With --embedder-gap: the embedder's single-input latency with 0, 1, 3 and 10 ms 
 between sequential requests (a semantic hit leaves the embedder idle while Envoy, the bridge and
 Redis work; back-to-back requests, as in the "embedder alone" row, do not).
 
+With --memory: only make bench's Redis memory row (entries stored through the filter, then the
+piece-by-piece breakdown), to iterate on the stored layout without the HTTP rows.
+
 Usage: python scripts/bench_experiments.py [--variants default,nohold,...] [--duration 5] [--c1]
        python scripts/bench_experiments.py --semantic [--rounds 3] [--entries 2000]
        python scripts/bench_experiments.py --store-race
        python scripts/bench_experiments.py --embedder-gap
+       python scripts/bench_experiments.py --memory [--entries 2000] [--answer-bytes 1000]
 Writes target/bench/experiments.json and prints a table.
 """
 
@@ -280,6 +284,9 @@ def main() -> int:
     ap.add_argument("--semantic", action="store_true", help="the semantic-hit breakdown instead")
     ap.add_argument("--store-race", action="store_true", help="the store-after-close check instead")
     ap.add_argument("--embedder-gap", action="store_true", help="embedder latency after idle gaps")
+    ap.add_argument("--memory", action="store_true", help="only the Redis memory row")
+    ap.add_argument("--answer-bytes", type=int, default=None,
+                    help="--memory: lengthen the mock's answers to this (bench: 1000; 0: ~470 B)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--entries", type=int, default=2000)
     ap.add_argument("--duration", type=float, default=5.0)
@@ -308,6 +315,16 @@ def main() -> int:
     if args.embedder_gap:
         results["embedder_gap"] = embedder_gap(env, args.rounds)
         (out / "experiments-embedder-gap.json").write_text(json.dumps(results, indent=2) + "\n")
+        return 0
+    if args.memory:
+        if args.answer_bytes is not None:
+            bench.MEMORY_ANSWER_BYTES = args.answer_bytes
+        with Stack(mock_latency_ms=0, env=env) as s:
+            mem = bench.bench_memory(s, args.entries, tenant="mem")
+            mem["breakdown"] = bench.memory_breakdown(s, mem["vs_key"], mem["entries"])
+        results["redis_memory"] = mem
+        (out / "experiments-memory.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in mem.items() if k != "vinfo"}, indent=2))
         return 0
     if args.store_race:
         results["store_race"] = store_race(env)
