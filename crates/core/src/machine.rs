@@ -576,6 +576,7 @@ impl Machine {
                     );
                 };
                 let cfg = &self.settings.config;
+                let query = guards::Query::new(&ctx.guard_text);
                 for c in &candidates {
                     if c.distance > cfg.score_threshold {
                         if ctx.near.is_none() {
@@ -583,7 +584,7 @@ impl Machine {
                         }
                         break;
                     }
-                    match guards::check(&cfg.guards, &c.entry.prompt, &ctx.guard_text) {
+                    match query.check(&cfg.guards, &c.entry.prompt) {
                         None => {
                             effects.push(Effect::Record(
                                 Histogram::HitDistance,

@@ -82,50 +82,70 @@ impl Veto {
     ];
 }
 
+/// The new request's side of the comparison. Its features are extracted at most once per
+/// request, however many candidates it is compared with (up to `top_k`), and not at all when
+/// the only candidate has the same text.
+pub struct Query<'a> {
+    text: &'a str,
+    features: std::cell::OnceCell<Features>,
+}
+
+impl<'a> Query<'a> {
+    pub fn new(text: &'a str) -> Query<'a> {
+        Query {
+            text,
+            features: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Runs the enabled guards on a cached prompt against this query, as [`check`] does.
+    pub fn check(&self, cfg: &GuardsConfig, cached: &str) -> Option<Veto> {
+        if cached == self.text {
+            return None;
+        }
+        let b = self.features.get_or_init(|| Features::of(self.text));
+        verdict(cfg, &Features::of(cached), b)
+    }
+}
+
 /// Runs the enabled guards in a fixed order; the first that objects names the veto.
 pub fn check(cfg: &GuardsConfig, cached: &str, query: &str) -> Option<Veto> {
-    if cached == query {
-        return None;
-    }
-    let a = Features::of(cached);
-    let b = Features::of(query);
+    Query::new(query).check(cfg, cached)
+}
+
+fn verdict(cfg: &GuardsConfig, a: &Features, b: &Features) -> Option<Veto> {
     if cfg.numbers
         && (a.facts != b.facts
             || (!a.context_days.is_empty()
                 && !b.context_days.is_empty()
                 && a.context_days != b.context_days)
-            || unit_conflict(&a, &b)
-            || unit_conflict(&b, &a)
-            || currency_conflict(&a, &b))
+            || unit_conflict(a, b)
+            || unit_conflict(b, a)
+            || currency_conflict(a, b))
     {
         return Some(Veto::Numbers);
     }
     if cfg.negation
-        && ((a.negations > 0) != (b.negations > 0)
-            || prefix_antonym(&a, &b)
-            || prefix_antonym(&b, &a))
+        && ((a.negations > 0) != (b.negations > 0) || prefix_antonym(a, b) || prefix_antonym(b, a))
     {
         return Some(Veto::Negation);
     }
-    if cfg.quoted && (missing_quote(&a, &b) || missing_quote(&b, &a)) {
+    if cfg.quoted && (missing_quote(a, b) || missing_quote(b, a)) {
         return Some(Veto::Quoted);
     }
     let routes_differ = !a.route.is_empty() && !b.route.is_empty() && a.route != b.route;
     if cfg.entities
-        && (missing_entity(&a, &b)
-            || missing_entity(&b, &a)
-            || routes_differ
-            || roles_swapped(&a, &b))
+        && (missing_entity(a, b) || missing_entity(b, a) || routes_differ || roles_swapped(a, b))
     {
         return Some(Veto::Entities);
     }
     if cfg.scope
         && (scope_conflict(&a.scope, &b.scope)
             || scope_conflict(&b.scope, &a.scope)
-            || superlative_conflict(&a, &b)
-            || superlative_conflict(&b, &a)
-            || quantifier_conflict(&a, &b)
-            || quantifier_conflict(&b, &a))
+            || superlative_conflict(a, b)
+            || superlative_conflict(b, a)
+            || quantifier_conflict(a, b)
+            || quantifier_conflict(b, a))
     {
         return Some(Veto::Scope);
     }

@@ -2,11 +2,15 @@
 
 use super::features::Features;
 
+/// `b` has a prefixed antonym ("unsafe") of a word of `a` ("safe", at least 4 bytes) that `a`
+/// does not have itself. Walks `b`'s words and strips the prefixes rather than building every
+/// prefixed form of `a`'s words (an allocation per word and prefix).
 pub(super) fn prefix_antonym(a: &Features, b: &Features) -> bool {
-    a.words.iter().filter(|w| w.len() >= 4).any(|w| {
+    b.words.iter().any(|neg| {
         NEGATING_PREFIXES.iter().any(|p| {
-            let neg = format!("{p}{w}");
-            b.words.contains(&neg) && !a.words.contains(&neg)
+            neg.strip_prefix(p).is_some_and(|w| {
+                w.len() >= 4 && a.words.iter().any(|x| x == w) && !a.words.contains(neg)
+            })
         })
     })
 }

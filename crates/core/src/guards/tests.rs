@@ -287,3 +287,22 @@ fn identical_text_is_never_vetoed_and_switches_work() {
     );
     assert_eq!(check(&only_neg, "invoice 7731", "invoice 7713"), None);
 }
+
+#[test]
+fn a_query_compared_with_several_candidates_gives_each_verdict_of_check() {
+    let query = Query::new("Refund my last order");
+    for cached in [
+        "Don't refund my last order",
+        "Refund my last order",
+        "Refund my most recent order",
+        "Refund my first order",
+        "Please refund my last order",
+    ] {
+        assert_eq!(
+            query.check(&ALL, cached),
+            check(&ALL, cached, "Refund my last order"),
+            "{cached:?}"
+        );
+    }
+    assert_eq!(query.check(&ALL, "Refund my last order"), None);
+}
