@@ -4,6 +4,8 @@
 //! - exact hit: request headers, body, exact-tier reply with an entry;
 //! - semantic hit: request headers, body, empty exact-tier reply, embeddings response (base64),
 //!   VSIM reply with four candidates and their attributes (the first one served);
+//! - semantic veto: the same, but the guards veto all four candidates (a numbers mismatch), so
+//!   the request goes upstream;
 //! - guards alone: one `guards::check` of the cached prompt against the query;
 //! - bypass: `cache-control: no-store` request headers, then the response headers.
 //!
@@ -118,6 +120,9 @@ fn main() {
             .into_bytes()
     };
     let (cached_body, query_body) = (body(cached), body(query));
+    let vetoed = format!("{query} (3 of them)");
+    assert!(semcache_core::guards::check(&settings.config.guards, cached, &vetoed).is_some());
+    let vetoed_body = body(&vetoed);
 
     let vector: Vec<f32> = (0..384).map(|i| ((i as f32) * 0.37).sin() / 14.0).collect();
     let blob: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
@@ -170,6 +175,22 @@ fn main() {
         };
         m.on_request_headers(&head, &mut fx);
         m.on_request_body(&query_body, now_ms, &mut fx);
+        m.on_callout(ok(&exact_miss), now_ms, &mut fx);
+        m.on_callout(ok(&embeddings), now_ms, &mut fx);
+        m.on_callout(ok(&vsim), now_ms, &mut fx);
+        served(&fx)
+    });
+    time("semantic_veto", n, 0, || {
+        let mut m = Machine::new(Rc::clone(&settings));
+        let mut fx = Vec::new();
+        let head = RequestHead {
+            method: "POST",
+            path: "/v1/chat/completions",
+            headers: &headers,
+            attributes: vec![],
+        };
+        m.on_request_headers(&head, &mut fx);
+        m.on_request_body(&vetoed_body, now_ms, &mut fx);
         m.on_callout(ok(&exact_miss), now_ms, &mut fx);
         m.on_callout(ok(&embeddings), now_ms, &mut fx);
         m.on_callout(ok(&vsim), now_ms, &mut fx);
