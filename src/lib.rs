@@ -18,7 +18,7 @@ use proxy_wasm::types::{Action as HostAction, BufferType, ContextType, LogLevel,
 
 use semcache_core::config::Config;
 use semcache_core::machine::{
-    Action, CalloutResult, Effect, LogLevel as CoreLevel, Machine, RequestHead,
+    Action, CalloutResult, Effect, LogLevel as CoreLevel, Machine, RequestHead, Target,
 };
 use semcache_core::settings::Settings;
 
@@ -123,7 +123,7 @@ impl RootContext for Root {
         Some(Box::new(Http {
             shared: Rc::clone(shared),
             machine: None,
-            pending: None,
+            pending: Vec::new(),
         }))
     }
 
@@ -135,8 +135,9 @@ impl RootContext for Root {
 struct Http {
     shared: Rc<Shared>,
     machine: Option<Machine>,
-    /// The token of the one callout the machine waits for.
-    pending: Option<u32>,
+    /// The callouts the machine waits for (at most two: an exact lookup and a speculative
+    /// embedding), by token.
+    pending: Vec<(u32, Target)>,
 }
 
 /// A whole host buffer (request body, response chunk, callout body); empty when unavailable.
@@ -208,7 +209,7 @@ impl Http {
                     vec![],
                     Duration::from_millis(c.timeout_ms),
                 ) {
-                    Ok(token) => self.pending = Some(token),
+                    Ok(token) => self.pending.push((token, c.target)),
                     Err(status) => {
                         self.shared.log.log(
                             CoreLevel::Warn,
@@ -219,13 +220,13 @@ impl Http {
                             ),
                             now_ms(),
                         );
-                        self.pending = None;
                         if let Some(machine) = self.machine.as_mut() {
-                            machine.on_dispatch_failed(now_ms(), follow_up);
+                            machine.on_dispatch_failed(c.target, now_ms(), follow_up);
                         }
                     }
                 }
             }
+            Effect::Forget(target) => self.pending.retain(|(_, t)| *t != target),
             Effect::SendResponse {
                 status,
                 headers,
@@ -282,10 +283,10 @@ impl Context for Http {
         body_size: usize,
         _trailers: usize,
     ) {
-        if self.pending != Some(token) {
+        let Some(i) = self.pending.iter().position(|(t, _)| *t == token) else {
             return;
-        }
-        self.pending = None;
+        };
+        let (_, target) = self.pending.swap_remove(i);
         // A reset or connection failure arrives without headers.
         let status = if num_headers == 0 {
             None
@@ -297,6 +298,7 @@ impl Context for Http {
         self.step(|m, fx| {
             m.on_callout(
                 CalloutResult {
+                    target,
                     status,
                     body: &body,
                 },

@@ -19,5 +19,6 @@ pub mod prompt;
 pub mod request;
 pub mod resp;
 pub mod settings;
+pub mod speculation;
 pub mod sse;
 pub mod store;

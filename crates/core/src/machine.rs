@@ -59,6 +59,9 @@ pub enum Effect {
     /// Write a shared-data key (the local tier).
     LocalPut(String, Vec<u8>),
     Dispatch(Callout),
+    /// The machine no longer waits for the callouts to `Target` it dispatched (a speculative
+    /// embedding after an exact hit): the glue drops their tokens, so the answers are ignored.
+    Forget(Target),
     /// Answer from cache; the upstream is not contacted.
     SendResponse {
         status: u32,
@@ -86,6 +89,8 @@ pub struct RequestHead<'a> {
 
 /// A callout's outcome: `status` is `None` when the call failed without a response (reset).
 pub struct CalloutResult<'a> {
+    /// Which kind of callout answered (two can be in flight at once).
+    pub target: Target,
     pub status: Option<u16>,
     pub body: &'a [u8],
 }
@@ -151,6 +156,8 @@ enum State {
     /// Waiting for the glue to read the local tier (synchronous, within the same callback).
     LocalLookup(Box<Ctx>),
     ExactLookup(Box<Ctx>, u64),
+    /// The exact lookup and a speculative embedding in flight together (`speculation`).
+    ExactAndEmbedding(Box<Ctx>, Speculation),
     Embedding(Box<Ctx>, u64),
     SemanticLookup(Box<Ctx>, u64),
     /// The request went upstream; waiting for the response.
@@ -163,6 +170,14 @@ enum State {
     /// Answered from cache.
     Served,
     Done,
+}
+
+/// The two callouts of a speculative exact lookup: when each started, and the embedding once
+/// it is back (its status, and the vector if it was one).
+#[derive(Debug)]
+struct Speculation {
+    started: u64,
+    embedding: Option<(Option<u16>, Option<Vec<f32>>)>,
 }
 
 pub struct Machine {
@@ -471,9 +486,10 @@ impl Machine {
     }
 
     /// Failing to dispatch is handled like a failed callout.
-    pub fn on_dispatch_failed(&mut self, now_ms: u64, effects: &mut Vec<Effect>) {
+    pub fn on_dispatch_failed(&mut self, target: Target, now_ms: u64, effects: &mut Vec<Effect>) {
         self.on_callout(
             CalloutResult {
+                target,
                 status: None,
                 body: &[],
             },
@@ -483,74 +499,37 @@ impl Machine {
     }
 
     pub fn on_callout(&mut self, res: CalloutResult<'_>, now_ms: u64, effects: &mut Vec<Effect>) {
+        // An answer the state does not wait for (a speculative embedding whose request moved on
+        // before the glue could forget it) changes nothing.
+        if self.awaiting().is_some_and(|t| t != res.target) {
+            return;
+        }
         let state = std::mem::replace(&mut self.state, State::Done);
         let ok = res.status == Some(200);
         match state {
-            State::ExactLookup(mut ctx, started) => {
-                effects.push(Effect::Record(
-                    Histogram::LookupMs,
-                    now_ms.saturating_sub(started),
-                ));
-                let result = self
-                    .lookup_replies(&mut ctx, ok, res.body, effects)
-                    .and_then(|r| reply_ok(ctx.storage.parse_exact(&r, now_ms), effects));
-                let Some(entry) = result else {
-                    return self.fail_open(
-                        ctx,
-                        Counter::ErrorLookup,
-                        "lookup",
-                        res.status,
-                        effects,
-                    );
-                };
-                if let Some(entry) = entry {
-                    let local = &self.settings.config.local_cache;
-                    if local.entries > 0 {
-                        let value = local::encode(&ctx.id, now_ms, &entry);
-                        if value.len() <= local.max_entry_bytes {
-                            effects.push(Effect::LocalPut(self.local_key(&ctx.id), value));
-                        }
-                    }
-                    return self.serve(&ctx, &entry, None, now_ms, effects);
+            State::ExactAndEmbedding(ctx, mut spec) => match res.target {
+                Target::Embeddings => {
+                    effects.push(Effect::Record(
+                        Histogram::EmbeddingMs,
+                        now_ms.saturating_sub(spec.started),
+                    ));
+                    spec.embedding = Some((res.status, self.parse_vector(ok, res.body)));
+                    self.state = State::ExactAndEmbedding(ctx, spec);
                 }
-                if self.settings.config.semantic_match {
-                    effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
-                    self.state = State::Embedding(ctx, now_ms);
-                } else {
-                    self.miss(ctx, effects);
+                Target::Bridge => {
+                    self.on_exact(ctx, spec.started, Some(spec), &res, now_ms, effects)
                 }
+            },
+            State::ExactLookup(ctx, started) => {
+                self.on_exact(ctx, started, None, &res, now_ms, effects)
             }
-            State::Embedding(mut ctx, started) => {
+            State::Embedding(ctx, started) => {
                 effects.push(Effect::Record(
                     Histogram::EmbeddingMs,
                     now_ms.saturating_sub(started),
                 ));
-                let dims = self.settings.config.embeddings.dimensions;
-                let vector = if ok {
-                    embeddings::parse_response(res.body, dims).ok()
-                } else {
-                    None
-                };
-                let Some(vector) = vector else {
-                    return self.fail_open(
-                        ctx,
-                        Counter::ErrorEmbeddings,
-                        "embeddings",
-                        res.status,
-                        effects,
-                    );
-                };
-                let cfg = &self.settings.config;
-                let pipeline = ctx.storage.semantic_lookup(
-                    &vector,
-                    cfg.top_k,
-                    cfg.score_threshold,
-                    cfg.search_ef,
-                );
-                let pipeline = self.with_expiry_scan(&mut ctx, pipeline, true, now_ms);
-                ctx.vector = Some(vector);
-                effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
-                self.state = State::SemanticLookup(ctx, now_ms);
+                let vector = self.parse_vector(ok, res.body);
+                self.on_embedding(ctx, vector, res.status, now_ms, effects);
             }
             State::SemanticLookup(mut ctx, started) => {
                 effects.push(Effect::Record(
@@ -649,14 +628,127 @@ impl Machine {
         }
     }
 
+    /// The callout kind the state waits for; `None` when it waits for none or for both.
+    pub fn awaiting(&self) -> Option<Target> {
+        match self.state {
+            State::ExactLookup(..) | State::SemanticLookup(..) | State::Storing(_) => {
+                Some(Target::Bridge)
+            }
+            State::Embedding(..) | State::EmbeddingForStore(..) => Some(Target::Embeddings),
+            _ => None,
+        }
+    }
+
+    fn parse_vector(&self, ok: bool, body: &[u8]) -> Option<Vec<f32>> {
+        let dims = self.settings.config.embeddings.dimensions;
+        ok.then(|| embeddings::parse_response(body, dims).ok())
+            .flatten()
+    }
+
+    /// The exact lookup's answer. With a speculative embedding (`spec`) a miss goes on with its
+    /// vector, or waits for it; a hit or a failure forgets it.
+    fn on_exact(
+        &mut self,
+        mut ctx: Box<Ctx>,
+        started: u64,
+        spec: Option<Speculation>,
+        res: &CalloutResult<'_>,
+        now_ms: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        effects.push(Effect::Record(
+            Histogram::LookupMs,
+            now_ms.saturating_sub(started),
+        ));
+        let ok = res.status == Some(200);
+        let result = self
+            .lookup_replies(&mut ctx, ok, res.body, effects)
+            .and_then(|r| reply_ok(ctx.storage.parse_exact(&r, now_ms), effects));
+        let in_flight = spec.as_ref().is_some_and(|s| s.embedding.is_none());
+        match result {
+            Some(None) => self.settings.exact_hits.observe(false),
+            Some(Some(entry)) => {
+                self.settings.exact_hits.observe(true);
+                if in_flight {
+                    effects.push(Effect::Forget(Target::Embeddings));
+                }
+                let local = &self.settings.config.local_cache;
+                if local.entries > 0 {
+                    let value = local::encode(&ctx.id, now_ms, &entry);
+                    if value.len() <= local.max_entry_bytes {
+                        effects.push(Effect::LocalPut(self.local_key(&ctx.id), value));
+                    }
+                }
+                return self.serve(&ctx, &entry, None, now_ms, effects);
+            }
+            None => {
+                if in_flight {
+                    effects.push(Effect::Forget(Target::Embeddings));
+                }
+                return self.fail_open(ctx, Counter::ErrorLookup, "lookup", res.status, effects);
+            }
+        }
+        if !self.settings.config.semantic_match {
+            return self.miss(ctx, effects);
+        }
+        match spec {
+            None => {
+                effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
+                self.state = State::Embedding(ctx, now_ms);
+            }
+            Some(Speculation {
+                embedding: Some((status, vector)),
+                ..
+            }) => self.on_embedding(ctx, vector, status, now_ms, effects),
+            Some(Speculation {
+                started,
+                embedding: None,
+            }) => self.state = State::Embedding(ctx, started),
+        }
+    }
+
+    /// The query's embedding (or its failure): on to the vector search.
+    fn on_embedding(
+        &mut self,
+        mut ctx: Box<Ctx>,
+        vector: Option<Vec<f32>>,
+        status: Option<u16>,
+        now_ms: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(vector) = vector else {
+            return self.fail_open(ctx, Counter::ErrorEmbeddings, "embeddings", status, effects);
+        };
+        let cfg = &self.settings.config;
+        let pipeline =
+            ctx.storage
+                .semantic_lookup(&vector, cfg.top_k, cfg.score_threshold, cfg.search_ef);
+        let pipeline = self.with_expiry_scan(&mut ctx, pipeline, true, now_ms);
+        ctx.vector = Some(vector);
+        effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
+        self.state = State::SemanticLookup(ctx, now_ms);
+    }
+
     fn dispatch_exact(&mut self, mut ctx: Box<Ctx>, now_ms: u64, effects: &mut Vec<Effect>) {
         let pipeline = ctx.storage.exact_lookup(&ctx.id);
         // The expiry scan rides on the request's last lookup: the semantic one when there is
         // one, so an exact hit stays a single command.
-        let scan = !self.settings.config.semantic_match;
+        let cfg = &self.settings.config;
+        let scan = !cfg.semantic_match;
+        let speculate =
+            cfg.semantic_match && cfg.speculative_embedding && self.settings.exact_hits.speculate();
         let pipeline = self.with_expiry_scan(&mut ctx, pipeline, scan, now_ms);
         effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
-        self.state = State::ExactLookup(ctx, now_ms);
+        if speculate {
+            effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
+            let spec = Speculation {
+                started: now_ms,
+                embedding: None,
+            };
+            self.state = State::ExactAndEmbedding(ctx, spec);
+        } else {
+            self.state = State::ExactLookup(ctx, now_ms);
+        }
     }
 
     /// The local tier's slot for an entry id: a direct-mapped table, so its memory is bounded
@@ -997,6 +1089,7 @@ impl Machine {
         matches!(
             self.state,
             State::ExactLookup(..)
+                | State::ExactAndEmbedding(..)
                 | State::Embedding(..)
                 | State::SemanticLookup(..)
                 | State::EmbeddingForStore(..)

@@ -1,12 +1,15 @@
 //! A validated config with its secrets resolved: what one request runs with.
 
 use crate::config::{Config, ConfigError, Secret};
+use crate::speculation::ExactHitShare;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub config: Config,
     pub bridge_token: Option<String>,
     pub embeddings_key: Option<String>,
+    /// Recent exact lookups of the requests that share these settings (one worker, one route).
+    pub exact_hits: ExactHitShare,
 }
 
 fn resolve(
@@ -42,6 +45,7 @@ impl Settings {
             config,
             bridge_token,
             embeddings_key,
+            exact_hits: ExactHitShare::default(),
         })
     }
 }

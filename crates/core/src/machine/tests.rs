@@ -77,9 +77,23 @@ fn entry_json(prompt: &str, content: &str) -> String {
     .to_json()
 }
 
+/// The answer of the callout the machine waits for (the exact lookup when it waits for both).
 fn callout(m: &mut Machine, status: Option<u16>, body: &[u8]) -> Vec<Effect> {
+    let target = m.awaiting().unwrap_or(Target::Bridge);
+    callout_from(m, target, status, body)
+}
+
+fn callout_from(m: &mut Machine, target: Target, status: Option<u16>, body: &[u8]) -> Vec<Effect> {
     let mut fx = Vec::new();
-    m.on_callout(CalloutResult { status, body }, 1_000_100, &mut fx);
+    m.on_callout(
+        CalloutResult {
+            target,
+            status,
+            body,
+        },
+        1_000_100,
+        &mut fx,
+    );
     fx
 }
 
@@ -104,8 +118,14 @@ fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
     assert_eq!(a, Action::Pause);
     assert!(has(&fx, &Effect::RemoveRequestHeader("accept-encoding")));
     let c = dispatched(&fx);
-    assert_eq!(c.len(), 1);
     assert_eq!(c[0].target, Target::Bridge);
+    // With no exact hits seen yet, the embedding starts with the exact lookup (speculation).
+    let speculative = c.len() == 2;
+    if speculative {
+        assert_eq!(c[1].target, Target::Embeddings);
+    } else {
+        assert_eq!(c.len(), 1);
+    }
     assert!(c[0]
         .headers
         .contains(&("authorization".into(), "Bearer tok".into())));
@@ -119,7 +139,14 @@ fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
         .contains(&("x-semcache-commands".into(), "1".into())));
 
     let fx = callout(m, Some(200), b"$-1\r\n");
-    assert_eq!(dispatched(&fx)[0].target, Target::Embeddings);
+    if speculative {
+        assert!(
+            dispatched(&fx).is_empty(),
+            "the embedding is already on its way"
+        );
+    } else {
+        assert_eq!(dispatched(&fx)[0].target, Target::Embeddings);
+    }
     let fx = callout(m, Some(200), &embedding_reply(&[0.6, 0.8]));
     let c = dispatched(&fx);
     // The expiry scan rides on the last lookup of a miss.
@@ -657,7 +684,7 @@ fn local_tier_never_serves_another_id_or_an_expired_entry() {
     let mut fx = Vec::new();
     m.on_local(Some(&other), 1_000_100, &mut fx);
     assert!(local_reply(&fx).is_none());
-    assert_eq!(dispatched(&fx).len(), 1);
+    assert_eq!(dispatched(&fx)[0].target, Target::Bridge, "on to Redis");
 
     // This id's entry, fetched recently, but past the entry's own expiry: not served.
     let mut m = machine_with(LOCAL_CFG);
@@ -699,4 +726,124 @@ fn local_tier_is_off_by_default_and_skips_oversized_entries() {
         local_put(&fx).is_none(),
         "over max_entry_bytes: not kept locally"
     );
+}
+
+/// A VSIM reply (plus the expiry scan's) with one candidate at `score`.
+fn vsim_reply(cached_prompt: &str, score: &str) -> Vec<u8> {
+    let e = entry_json(cached_prompt, "Paris.");
+    format!("*3\r\n{}{}{}*0\r\n", bulk("abc"), bulk(score), bulk(&e)).into_bytes()
+}
+
+#[test]
+fn the_embedding_starts_with_the_exact_lookup_and_a_semantic_hit_waits_for_neither_twice() {
+    // Embedding back first: the exact miss goes straight on to the vector search.
+    let mut m = machine();
+    let (_, fx) = start(&mut m, &[("x-tenant", "t1")], BODY);
+    let c = dispatched(&fx);
+    assert_eq!(
+        c.iter().map(|c| c.target).collect::<Vec<_>>(),
+        [Target::Bridge, Target::Embeddings]
+    );
+    let fx = callout_from(
+        &mut m,
+        Target::Embeddings,
+        Some(200),
+        &embedding_reply(&[0.6, 0.8]),
+    );
+    assert!(
+        dispatched(&fx).is_empty(),
+        "still waiting for the exact lookup"
+    );
+    assert!(has(&fx, &Effect::Record(Histogram::EmbeddingMs, 100)));
+    let fx = callout_from(&mut m, Target::Bridge, Some(200), b"$-1\r\n");
+    let c = dispatched(&fx);
+    assert_eq!(c.len(), 1);
+    assert!(String::from_utf8_lossy(&c[0].body).contains("VSIM"));
+    let fx = callout(
+        &mut m,
+        Some(200),
+        &vsim_reply("Tell me the capital of France.", "0.96"),
+    );
+    let (h, _) = local_reply(&fx).expect("semantic hit");
+    assert_eq!(hdr(h, "x-semcache-match"), Some("semantic"));
+
+    // Exact miss back first: the machine waits for the embedding already on its way.
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    let fx = callout_from(&mut m, Target::Bridge, Some(200), b"$-1\r\n");
+    assert!(dispatched(&fx).is_empty(), "no second embedding");
+    assert_eq!(m.awaiting(), Some(Target::Embeddings));
+    let fx = callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    assert!(String::from_utf8_lossy(&dispatched(&fx)[0].body).contains("VSIM"));
+}
+
+#[test]
+fn an_exact_hit_or_failure_forgets_the_speculative_embedding() {
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    let e = entry_json("What is the capital of France?", "Paris.");
+    let fx = callout_from(&mut m, Target::Bridge, Some(200), bulk(&e).as_bytes());
+    assert!(local_reply(&fx).is_some());
+    assert!(has(&fx, &Effect::Forget(Target::Embeddings)));
+    // Should its answer still arrive, nothing happens.
+    let fx = callout_from(
+        &mut m,
+        Target::Embeddings,
+        Some(200),
+        &embedding_reply(&[0.6, 0.8]),
+    );
+    assert!(fx.is_empty(), "{fx:?}");
+
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    let fx = callout_from(&mut m, Target::Bridge, Some(503), b"");
+    assert!(has(&fx, &Effect::Forget(Target::Embeddings)));
+    assert!(has(&fx, &Effect::Count(Counter::ErrorLookup, 1)));
+    assert!(has(&fx, &Effect::ResumeRequest));
+    assert!(dispatched(&fx).is_empty());
+
+    // The embedding failed first, then the exact lookup missed: fail open as an embedding error.
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    let fx = callout_from(&mut m, Target::Embeddings, None, b"");
+    assert!(fx.iter().all(|e| !matches!(e, Effect::ResumeRequest)));
+    let fx = callout_from(&mut m, Target::Bridge, Some(200), b"$-1\r\n");
+    assert!(has(&fx, &Effect::Count(Counter::ErrorEmbeddings, 1)));
+    assert!(has(&fx, &Effect::ResumeRequest));
+    assert!(
+        !has(&fx, &Effect::Forget(Target::Embeddings)),
+        "nothing left to forget"
+    );
+}
+
+#[test]
+fn a_run_of_exact_hits_stops_the_speculation_and_misses_bring_it_back() {
+    let (c, _) = Config::parse(CFG).unwrap();
+    let settings = Rc::new(Settings::resolve(c, &|_| None).unwrap());
+    let e = entry_json("What is the capital of France?", "Paris.");
+    let targets = |m: &mut Machine| {
+        let (_, fx) = start(m, &[("x-tenant", "t1")], BODY);
+        dispatched(&fx).iter().map(|c| c.target).collect::<Vec<_>>()
+    };
+    let mut speculated = 0;
+    for _ in 0..10 {
+        let mut m = Machine::new(Rc::clone(&settings));
+        if targets(&mut m).len() == 2 {
+            speculated += 1;
+        }
+        callout_from(&mut m, Target::Bridge, Some(200), bulk(&e).as_bytes());
+    }
+    assert_eq!(speculated, 4, "four hits in a row make exact hits common");
+    let mut m = Machine::new(Rc::clone(&settings));
+    assert_eq!(targets(&mut m), [Target::Bridge]);
+    // Without speculation the classic order: embed after the exact miss.
+    let fx = callout(&mut m, Some(200), b"$-1\r\n");
+    assert_eq!(dispatched(&fx)[0].target, Target::Embeddings);
+
+    // Switched off in the config: never.
+    let mut m = machine_with(&CFG.replace(
+        "\"score_threshold\"",
+        "\"speculative_embedding\":false,\"score_threshold\"",
+    ));
+    assert_eq!(targets(&mut m), [Target::Bridge]);
 }
