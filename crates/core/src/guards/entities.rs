@@ -1,67 +1,33 @@
 //! The `entities` guard: names one side never mentions, and swapped sources and targets.
 
 use super::features::{Features, Raw};
-use super::lexicon::{singular, DETERMINERS, FUNCTION_WORDS};
+use super::lexicon::{is_determiner, is_function_word, singular};
 use super::numbers::{
-    currency_of_word, is_date_word, is_month, is_number_word, starts_with_digit, MONTH_ABBREV,
-    UNITS,
+    currency_of_word, is_date_word, is_month, is_number_word, month_abbrev, starts_with_digit,
+    units_of_word,
 };
 
 /// Names people usually type in lowercase; each is a name wherever it stands. Words that are
 /// also common nouns or verbs ("rust", "swift", "go", "word", "windows") are left out.
-pub(super) const KNOWN_NAMES: &[&str] = &[
-    "python",
-    "java",
-    "javascript",
-    "typescript",
-    "kotlin",
-    "php",
-    "perl",
-    "haskell",
-    "golang",
-    "csharp",
-    "mysql",
-    "postgres",
-    "postgresql",
-    "sqlite",
-    "mongodb",
-    "redis",
-    "docker",
-    "kubernetes",
-    "linux",
-    "ubuntu",
-    "debian",
-    "fedora",
-    "macos",
-    "android",
-    "ios",
-    "iphone",
-    "ipad",
-    "macbook",
-    "chromebook",
-    "firefox",
-    "gmail",
-    "outlook",
-    "whatsapp",
-    "instagram",
-    "facebook",
-    "tiktok",
-    "youtube",
-    "netflix",
-    "spotify",
-    "paypal",
-    "venmo",
-    "powerpoint",
-    "photoshop",
-    "numpy",
-    "django",
-    "npm",
-];
+#[rustfmt::skip]
+pub(super) fn is_known_name(w: &str) -> bool {
+    matches!(w,
+        "python" | "java" | "javascript" | "typescript" | "kotlin" | "php" | "perl" | "haskell" |
+        "golang" | "csharp" | "mysql" | "postgres" | "postgresql" | "sqlite" | "mongodb" | "redis" |
+        "docker" | "kubernetes" | "linux" | "ubuntu" | "debian" | "fedora" | "macos" | "android" |
+        "ios" | "iphone" | "ipad" | "macbook" | "chromebook" | "firefox" | "gmail" | "outlook" |
+        "whatsapp" | "instagram" | "facebook" | "tiktok" | "youtube" | "netflix" | "spotify" |
+        "paypal" | "venmo" | "powerpoint" | "photoshop" | "numpy" | "django" | "npm"
+    )
+}
 
 /// All-caps words that are not names.
-pub(super) const NOT_ACRONYMS: &[&str] = &[
-    "ok", "okay", "asap", "fyi", "btw", "pls", "am", "pm", "faq", "diy", "eta",
-];
+#[rustfmt::skip]
+pub(super) fn is_not_acronym(w: &str) -> bool {
+    matches!(w,
+        "ok" | "okay" | "asap" | "fyi" | "btw" | "pls" | "am" | "pm" | "faq" | "diy" | "eta"
+    )
+}
 
 fn is_sentence_start(prev: Option<char>) -> bool {
     matches!(
@@ -134,18 +100,15 @@ pub(super) fn missing_entity(a: &Features, b: &Features) -> bool {
 pub(super) fn roles(raw: &[Raw], words: &[String]) -> (Vec<String>, Vec<String>) {
     let content = |w: &str| {
         !w.is_empty()
-            && !FUNCTION_WORDS.contains(&w)
+            && !is_function_word(w)
             && !starts_with_digit(w)
             && !is_number_word(w)
             && !is_date_word(w)
-            && !MONTH_ABBREV.iter().any(|(a, _)| *a == w)
+            && month_abbrev(w).is_none()
             && !is_month(w)
     };
     let object = |mut j: usize| {
-        while words
-            .get(j)
-            .is_some_and(|w| DETERMINERS.contains(&w.as_str()))
-        {
+        while words.get(j).is_some_and(|w| is_determiner(w)) {
             j += 1;
         }
         words.get(j).filter(|w| content(w)).cloned()
@@ -159,8 +122,8 @@ pub(super) fn roles(raw: &[Raw], words: &[String]) -> (Vec<String>, Vec<String>)
                 // "English into French", "euros to dollars": the name or unit right before.
                 let named = |j: usize| {
                     is_entity(&raw[j].0, raw[j].1)
-                        || KNOWN_NAMES.contains(&words[j].as_str())
-                        || UNITS.iter().any(|(u, _)| *u == words[j])
+                        || is_known_name(&words[j])
+                        || units_of_word(&words[j]).is_some()
                         || currency_of_word(&words[j]).is_some()
                 };
                 if i > 0 && raw[i].1 == Some('a') && content(&words[i - 1]) && named(i - 1) {

@@ -1,10 +1,12 @@
 //! What the guards compare, extracted once per text: tokens, facts, names, scope words.
 
-use super::entities::{is_acronym, is_entity, roles, KNOWN_NAMES, NOT_ACRONYMS};
-use super::negation::{NEGATIONS, PRIVATIVES};
+use std::borrow::Cow;
+
+use super::entities::{is_acronym, is_entity, is_known_name, is_not_acronym, roles};
+use super::negation::{is_negation, is_privative};
 use super::numbers::{
-    currency_of_symbol, currency_of_word, facts_of, is_date_word, starts_with_digit, Unit,
-    MONTH_ABBREV,
+    currency_of_symbol, currency_of_word, facts_of, is_date_word, month_abbrev, starts_with_digit,
+    Unit,
 };
 use super::quoted::quoted_strings;
 use super::scope::{quantified, scope_members, superlatives};
@@ -48,8 +50,17 @@ pub(super) struct Features {
 }
 
 /// Folds spellings that tokenisation would otherwise split or miss.
-fn prenormalize(text: &str) -> String {
-    let mut t = text.to_string();
+fn prenormalize(text: &str) -> Cow<'_, str> {
+    // Every pattern has a '.', a '%', "United" or a non-ASCII character: a text with none of
+    // them is returned as it is, without fourteen searches.
+    let mut t = Cow::Borrowed(text);
+    if !text
+        .bytes()
+        .any(|b| b == b'.' || b == b'%' || !b.is_ascii())
+        && !text.contains("United")
+    {
+        return t;
+    }
     for (from, to) in [
         ("a.m.", "am"),
         ("A.M.", "am"),
@@ -66,34 +77,47 @@ fn prenormalize(text: &str) -> String {
         ("℃", " degrees celsius"),
         ("%", " percent"),
     ] {
-        t = t.replace(from, to);
+        if t.contains(from) {
+            t = Cow::Owned(t.replace(from, to));
+        }
     }
     t
 }
 
-fn alias(word: &str) -> &str {
-    ALIASES
-        .iter()
-        .find(|(a, _)| *a == word)
-        .map_or(word, |(_, c)| c)
+/// Different spellings of the same name, folded before comparing (token -> canonical).
+fn alias(word: &str) -> Option<&'static str> {
+    Some(match word {
+        "usa" | "america" | "american" | "americans" => "us",
+        "britain" | "british" => "uk",
+        "usd" | "dollars" | "buck" | "bucks" => "dollar",
+        "eur" | "euros" => "euro",
+        "jpy" => "yen",
+        _ => return None,
+    })
 }
 
-/// Different spellings of the same name, folded before comparing (token -> canonical).
-const ALIASES: &[(&str, &str)] = &[
-    ("usa", "us"),
-    ("america", "us"),
-    ("american", "us"),
-    ("americans", "us"),
-    ("britain", "uk"),
-    ("british", "uk"),
-    ("usd", "dollar"),
-    ("dollars", "dollar"),
-    ("buck", "dollar"),
-    ("bucks", "dollar"),
-    ("eur", "euro"),
-    ("euros", "euro"),
-    ("jpy", "yen"),
-];
+/// A token lowercased without apostrophes ("Don't" -> "dont"), aliases folded.
+fn plain_word(tok: &str) -> String {
+    let plain: String = if tok.is_ascii() {
+        // The common case, without the intermediate lowercase copy.
+        tok.bytes()
+            .filter(|b| *b != b'\'')
+            .map(|b| char::from(b.to_ascii_lowercase()))
+            .collect()
+    } else {
+        tok.to_lowercase().chars().filter(|c| *c != '\'').collect()
+    };
+    alias(&plain).map_or(plain, str::to_string)
+}
+
+/// Whether the lowercased token ends with "n't" ("Don't", "CAN'T"); tokens already carry ’ as '.
+fn ends_with_nt(tok: &str) -> bool {
+    if tok.is_ascii() {
+        tok.len() >= 3 && tok[tok.len() - 3..].eq_ignore_ascii_case("n't")
+    } else {
+        tok.to_lowercase().ends_with("n't")
+    }
+}
 
 /// A token and the last non-space character before it (sentence starts, hyphens, currency
 /// symbols).
@@ -101,18 +125,12 @@ pub(super) type Raw = (String, Option<char>);
 
 impl Features {
     pub(super) fn of(text: &str) -> Features {
-        let text = &prenormalize(text);
+        let text: &str = &prenormalize(text);
         let quoted = quoted_strings(text);
         let lower = crate::prompt::normalize(&text.to_lowercase());
         let raw = tokens(text);
         // Lowercased, apostrophes dropped, aliases folded.
-        let words: Vec<String> = raw
-            .iter()
-            .map(|(tok, _)| {
-                let plain: String = tok.to_lowercase().chars().filter(|c| *c != '\'').collect();
-                alias(&plain).to_string()
-            })
-            .collect();
+        let words: Vec<String> = raw.iter().map(|(tok, _)| plain_word(tok)).collect();
 
         // The guard text is the final message, then the earlier user turns, one a line.
         let context_start = text
@@ -160,12 +178,8 @@ impl Features {
         let mut i = 0;
         while i < words.len() {
             let w = words[i].as_str();
-            let negates = NEGATIONS.contains(&w) || raw[i].0.to_lowercase().ends_with("n't");
-            if negates
-                && words
-                    .get(i + 1)
-                    .is_some_and(|n| PRIVATIVES.contains(&n.as_str()))
-            {
+            let negates = is_negation(w) || ends_with_nt(&raw[i].0);
+            if negates && words.get(i + 1).is_some_and(|n| is_privative(n)) {
                 meant.push("keep".into());
                 scope_words.push("keep".into());
                 i += 2;
@@ -193,12 +207,10 @@ impl Features {
         let mut entities = Vec::new();
         let mut route = Vec::new();
         for (i, ((tok, prev), plain)) in raw.iter().zip(&words).enumerate() {
-            let is_date = is_date_word(plain)
-                || MONTH_ABBREV.iter().any(|(a, _)| a == plain)
-                || plain == "may";
-            let named = is_entity(tok, *prev) && !NOT_ACRONYMS.contains(&plain.as_str());
+            let is_date = is_date_word(plain) || month_abbrev(plain).is_some() || plain == "may";
+            let named = is_entity(tok, *prev) && !is_not_acronym(plain);
             // Dates belong to the numbers guard: "Monday" is not a name.
-            if (named && !is_date) || KNOWN_NAMES.contains(&plain.as_str()) {
+            if (named && !is_date) || is_known_name(plain) {
                 entities.push((plain.clone(), is_acronym(tok)));
             }
             if (plain == "from" || plain == "to") && i + 1 < raw.len() {

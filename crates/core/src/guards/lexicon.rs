@@ -1,23 +1,34 @@
 //! Word classes and word forms several guards share: function words, determiners, singulars.
+//!
+//! The guards' word lists are `matches!` and `match` rather than slices searched with
+//! `contains`: every token is looked up in several of them per text, and a match compiles to a
+//! branch on length and bytes instead of a scan over every entry.
 
 /// Function words: swapping one for another ("how do I" / "how can I") changes no answer.
-pub(super) const FUNCTION_WORDS: &[&str] = &[
-    "a", "an", "the", "i", "me", "my", "mine", "we", "our", "us", "you", "your", "it", "its",
-    "they", "them", "their", "he", "she", "his", "her", "this", "that", "these", "those", "is",
-    "are", "was", "were", "be", "been", "am", "do", "does", "did", "can", "could", "would",
-    "should", "will", "shall", "may", "might", "must", "have", "has", "had", "what", "whats",
-    "which", "who", "how", "why", "when", "where", "whats", "to", "of", "in", "on", "at", "for",
-    "with", "by", "about", "into", "onto", "and", "or", "but", "so", "if", "then", "please", "pls",
-    "kindly", "hi", "hello", "hey", "thanks", "just", "quick", "question", "some", "any", "get",
-    "got", "there", "here", "up", "out", "tell", "show", "give", "im", "ive", "id", "youre", "s",
-    "t", "ok", "okay", "per", "each", "every",
-];
+#[rustfmt::skip]
+pub(super) fn is_function_word(w: &str) -> bool {
+    matches!(w,
+        "a" | "an" | "the" | "i" | "me" | "my" | "mine" | "we" | "our" | "us" | "you" | "your" |
+        "it" | "its" | "they" | "them" | "their" | "he" | "she" | "his" | "her" | "this" | "that" |
+        "these" | "those" | "is" | "are" | "was" | "were" | "be" | "been" | "am" | "do" | "does" |
+        "did" | "can" | "could" | "would" | "should" | "will" | "shall" | "may" | "might" | "must" |
+        "have" | "has" | "had" | "what" | "whats" | "which" | "who" | "how" | "why" | "when" |
+        "where" | "to" | "of" | "in" | "on" | "at" | "for" | "with" | "by" | "about" | "into" |
+        "onto" | "and" | "or" | "but" | "so" | "if" | "then" | "please" | "pls" | "kindly" | "hi" |
+        "hello" | "hey" | "thanks" | "just" | "quick" | "question" | "some" | "any" | "get" |
+        "got" | "there" | "here" | "up" | "out" | "tell" | "show" | "give" | "im" | "ive" | "id" |
+        "youre" | "s" | "t" | "ok" | "okay" | "per" | "each" | "every"
+    )
+}
 
 /// Determiners and possessives skipped before the noun a role word or quantifier governs.
-pub(super) const DETERMINERS: &[&str] = &[
-    "a", "an", "the", "my", "our", "your", "their", "his", "her", "its", "this", "that", "these",
-    "those", "of", "some",
-];
+#[rustfmt::skip]
+pub(super) fn is_determiner(w: &str) -> bool {
+    matches!(w,
+        "a" | "an" | "the" | "my" | "our" | "your" | "their" | "his" | "her" | "its" | "this" |
+        "that" | "these" | "those" | "of" | "some"
+    )
+}
 
 pub(super) fn singular(w: &str) -> String {
     if w.len() > 4 && w.ends_with("ies") {

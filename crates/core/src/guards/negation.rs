@@ -16,35 +16,25 @@ pub(super) fn prefix_antonym(a: &Features, b: &Features) -> bool {
 }
 
 /// Verbs of losing something: negated ("without losing", "don't delete") they ask to keep it.
-pub(super) const PRIVATIVES: &[&str] = &[
-    "lose",
-    "losing",
-    "delete",
-    "deleting",
-    "erase",
-    "erasing",
-    "wipe",
-    "wiping",
-    "remove",
-    "removing",
-    "break",
-    "breaking",
-    "damage",
-    "damaging",
-    "destroy",
-    "destroying",
-    "overwrite",
-    "overwriting",
-    "forget",
-    "forgetting",
-];
+#[rustfmt::skip]
+pub(super) fn is_privative(w: &str) -> bool {
+    matches!(w,
+        "lose" | "losing" | "delete" | "deleting" | "erase" | "erasing" | "wipe" | "wiping" |
+        "remove" | "removing" | "break" | "breaking" | "damage" | "damaging" | "destroy" |
+        "destroying" | "overwrite" | "overwriting" | "forget" | "forgetting"
+    )
+}
 
-pub(super) const NEGATIONS: &[&str] = &[
-    "not", "no", "never", "none", "nothing", "nobody", "nowhere", "neither", "nor", "without",
-    "cannot", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "wont", "cant",
-    "couldnt", "shouldnt", "wouldnt", "hasnt", "havent", "hadnt", "mustnt", "neednt", "aint",
-    "non", "avoid", "avoiding", "unable", "missing", "lack", "lacks", "lacking",
-];
+#[rustfmt::skip]
+pub(super) fn is_negation(w: &str) -> bool {
+    matches!(w,
+        "not" | "no" | "never" | "none" | "nothing" | "nobody" | "nowhere" | "neither" | "nor" |
+        "without" | "cannot" | "dont" | "doesnt" | "didnt" | "isnt" | "arent" | "wasnt" | "werent" |
+        "wont" | "cant" | "couldnt" | "shouldnt" | "wouldnt" | "hasnt" | "havent" | "hadnt" |
+        "mustnt" | "neednt" | "aint" | "non" | "avoid" | "avoiding" | "unable" | "missing" |
+        "lack" | "lacks" | "lacking"
+    )
+}
 
 /// Prefixes that turn a word into its opposite: "safe" / "unsafe", "refundable" / "nonrefundable".
 const NEGATING_PREFIXES: &[&str] = &["un", "non", "in", "im", "il", "ir", "dis"];

@@ -4,235 +4,229 @@ use super::features::{Features, Raw};
 
 /// Ordinals are numbers too: "the third floor" / "the 3rd floor". "first" and "second" are
 /// left out ("first time", "a second"), except next to a month.
-const ORDINAL_WORDS: &[(&str, u32)] = &[
-    ("third", 3),
-    ("fourth", 4),
-    ("fifth", 5),
-    ("sixth", 6),
-    ("seventh", 7),
-    ("eighth", 8),
-    ("ninth", 9),
-    ("tenth", 10),
-    ("eleventh", 11),
-    ("twelfth", 12),
-    ("thirteenth", 13),
-    ("fourteenth", 14),
-    ("fifteenth", 15),
-    ("sixteenth", 16),
-    ("seventeenth", 17),
-    ("eighteenth", 18),
-    ("nineteenth", 19),
-    ("twentieth", 20),
-    ("thirtieth", 30),
-];
+fn ordinal_word(w: &str) -> Option<u32> {
+    Some(match w {
+        "third" => 3,
+        "fourth" => 4,
+        "fifth" => 5,
+        "sixth" => 6,
+        "seventh" => 7,
+        "eighth" => 8,
+        "ninth" => 9,
+        "tenth" => 10,
+        "eleventh" => 11,
+        "twelfth" => 12,
+        "thirteenth" => 13,
+        "fourteenth" => 14,
+        "fifteenth" => 15,
+        "sixteenth" => 16,
+        "seventeenth" => 17,
+        "eighteenth" => 18,
+        "nineteenth" => 19,
+        "twentieth" => 20,
+        "thirtieth" => 30,
+        _ => return None,
+    })
+}
 
 /// Units a number can be given in, by word (after aliases), as the set of units the word may
 /// mean. Two numbers agree on units when their sets share one.
-pub(super) const UNITS: &[(&str, &[&str])] = &[
-    ("dollar", &["usd"]),
-    ("euro", &["eur"]),
-    ("gbp", &["gbp"]),
-    ("sterling", &["gbp"]),
-    ("quid", &["gbp"]),
-    ("yen", &["jpy"]),
-    ("rupee", &["inr"]),
-    ("rupees", &["inr"]),
-    ("pound", &["lb", "gbp"]),
-    ("pounds", &["lb", "gbp"]),
-    ("lb", &["lb"]),
-    ("lbs", &["lb"]),
-    ("kg", &["kg"]),
-    ("kgs", &["kg"]),
-    ("kilo", &["kg"]),
-    ("kilos", &["kg"]),
-    ("kilogram", &["kg"]),
-    ("kilograms", &["kg"]),
-    ("g", &["g"]),
-    ("gram", &["g"]),
-    ("grams", &["g"]),
-    ("mg", &["mg"]),
-    ("milligram", &["mg"]),
-    ("milligrams", &["mg"]),
-    ("oz", &["oz"]),
-    ("ounce", &["oz"]),
-    ("ounces", &["oz"]),
-    ("km", &["km"]),
-    ("kms", &["km"]),
-    ("kilometer", &["km"]),
-    ("kilometers", &["km"]),
-    ("kilometre", &["km"]),
-    ("kilometres", &["km"]),
-    ("mi", &["mi"]),
-    ("mile", &["mi"]),
-    ("miles", &["mi"]),
-    ("meter", &["m"]),
-    ("meters", &["m"]),
-    ("metre", &["m"]),
-    ("metres", &["m"]),
-    ("cm", &["cm"]),
-    ("centimeter", &["cm"]),
-    ("centimeters", &["cm"]),
-    ("centimetre", &["cm"]),
-    ("centimetres", &["cm"]),
-    ("mm", &["mm"]),
-    ("millimeter", &["mm"]),
-    ("millimeters", &["mm"]),
-    ("ft", &["ft"]),
-    ("foot", &["ft"]),
-    ("feet", &["ft"]),
-    ("inch", &["inch"]),
-    ("inches", &["inch"]),
-    ("ml", &["ml"]),
-    ("milliliter", &["ml"]),
-    ("milliliters", &["ml"]),
-    ("millilitre", &["ml"]),
-    ("millilitres", &["ml"]),
-    ("liter", &["l"]),
-    ("liters", &["l"]),
-    ("litre", &["l"]),
-    ("litres", &["l"]),
-    ("gallon", &["gal"]),
-    ("gallons", &["gal"]),
-    ("cup", &["cup"]),
-    ("cups", &["cup"]),
-    ("tbsp", &["tbsp"]),
-    ("tablespoon", &["tbsp"]),
-    ("tablespoons", &["tbsp"]),
-    ("tsp", &["tsp"]),
-    ("teaspoon", &["tsp"]),
-    ("teaspoons", &["tsp"]),
-    ("mph", &["mph"]),
-    ("kph", &["kph"]),
-    ("fahrenheit", &["f"]),
-    ("celsius", &["c"]),
-    ("percent", &["pct"]),
-    ("pct", &["pct"]),
-    ("sec", &["s"]),
-    ("secs", &["s"]),
-    ("second", &["s"]),
-    ("seconds", &["s"]),
-    ("min", &["min"]),
-    ("mins", &["min"]),
-    ("minute", &["min"]),
-    ("minutes", &["min"]),
-    ("h", &["h"]),
-    ("hr", &["h"]),
-    ("hrs", &["h"]),
-    ("hour", &["h"]),
-    ("hours", &["h"]),
-    ("day", &["d"]),
-    ("days", &["d"]),
-    ("week", &["wk"]),
-    ("weeks", &["wk"]),
-    ("month", &["mo"]),
-    ("months", &["mo"]),
-    ("year", &["yr"]),
-    ("years", &["yr"]),
-    ("yr", &["yr"]),
-    ("yrs", &["yr"]),
-    ("kb", &["kb"]),
-    ("mb", &["mb"]),
-    ("gb", &["gb"]),
-    ("tb", &["tb"]),
-    ("ghz", &["ghz"]),
-    ("mhz", &["mhz"]),
-];
+pub(super) fn units_of_word(w: &str) -> Option<&'static [&'static str]> {
+    Some(match w {
+        "dollar" => &["usd"],
+        "euro" => &["eur"],
+        "gbp" => &["gbp"],
+        "sterling" => &["gbp"],
+        "quid" => &["gbp"],
+        "yen" => &["jpy"],
+        "rupee" => &["inr"],
+        "rupees" => &["inr"],
+        "pound" => &["lb", "gbp"],
+        "pounds" => &["lb", "gbp"],
+        "lb" => &["lb"],
+        "lbs" => &["lb"],
+        "kg" => &["kg"],
+        "kgs" => &["kg"],
+        "kilo" => &["kg"],
+        "kilos" => &["kg"],
+        "kilogram" => &["kg"],
+        "kilograms" => &["kg"],
+        "g" => &["g"],
+        "gram" => &["g"],
+        "grams" => &["g"],
+        "mg" => &["mg"],
+        "milligram" => &["mg"],
+        "milligrams" => &["mg"],
+        "oz" => &["oz"],
+        "ounce" => &["oz"],
+        "ounces" => &["oz"],
+        "km" => &["km"],
+        "kms" => &["km"],
+        "kilometer" => &["km"],
+        "kilometers" => &["km"],
+        "kilometre" => &["km"],
+        "kilometres" => &["km"],
+        "mi" => &["mi"],
+        "mile" => &["mi"],
+        "miles" => &["mi"],
+        "meter" => &["m"],
+        "meters" => &["m"],
+        "metre" => &["m"],
+        "metres" => &["m"],
+        "cm" => &["cm"],
+        "centimeter" => &["cm"],
+        "centimeters" => &["cm"],
+        "centimetre" => &["cm"],
+        "centimetres" => &["cm"],
+        "mm" => &["mm"],
+        "millimeter" => &["mm"],
+        "millimeters" => &["mm"],
+        "ft" => &["ft"],
+        "foot" => &["ft"],
+        "feet" => &["ft"],
+        "inch" => &["inch"],
+        "inches" => &["inch"],
+        "ml" => &["ml"],
+        "milliliter" => &["ml"],
+        "milliliters" => &["ml"],
+        "millilitre" => &["ml"],
+        "millilitres" => &["ml"],
+        "liter" => &["l"],
+        "liters" => &["l"],
+        "litre" => &["l"],
+        "litres" => &["l"],
+        "gallon" => &["gal"],
+        "gallons" => &["gal"],
+        "cup" => &["cup"],
+        "cups" => &["cup"],
+        "tbsp" => &["tbsp"],
+        "tablespoon" => &["tbsp"],
+        "tablespoons" => &["tbsp"],
+        "tsp" => &["tsp"],
+        "teaspoon" => &["tsp"],
+        "teaspoons" => &["tsp"],
+        "mph" => &["mph"],
+        "kph" => &["kph"],
+        "fahrenheit" => &["f"],
+        "celsius" => &["c"],
+        "percent" => &["pct"],
+        "pct" => &["pct"],
+        "sec" => &["s"],
+        "secs" => &["s"],
+        "second" => &["s"],
+        "seconds" => &["s"],
+        "min" => &["min"],
+        "mins" => &["min"],
+        "minute" => &["min"],
+        "minutes" => &["min"],
+        "h" => &["h"],
+        "hr" => &["h"],
+        "hrs" => &["h"],
+        "hour" => &["h"],
+        "hours" => &["h"],
+        "day" => &["d"],
+        "days" => &["d"],
+        "week" => &["wk"],
+        "weeks" => &["wk"],
+        "month" => &["mo"],
+        "months" => &["mo"],
+        "year" => &["yr"],
+        "years" => &["yr"],
+        "yr" => &["yr"],
+        "yrs" => &["yr"],
+        "kb" => &["kb"],
+        "mb" => &["mb"],
+        "gb" => &["gb"],
+        "tb" => &["tb"],
+        "ghz" => &["ghz"],
+        "mhz" => &["mhz"],
+        _ => return None,
+    })
+}
 
-const NUMBER_WORDS: &[(&str, u32)] = &[
-    ("zero", 0),
-    ("two", 2),
-    ("three", 3),
-    ("four", 4),
-    ("five", 5),
-    ("six", 6),
-    ("seven", 7),
-    ("eight", 8),
-    ("nine", 9),
-    ("ten", 10),
-    ("eleven", 11),
-    ("twelve", 12),
-    ("thirteen", 13),
-    ("fourteen", 14),
-    ("fifteen", 15),
-    ("sixteen", 16),
-    ("seventeen", 17),
-    ("eighteen", 18),
-    ("nineteen", 19),
-    ("twenty", 20),
-    ("thirty", 30),
-    ("forty", 40),
-    ("fifty", 50),
-    ("sixty", 60),
-    ("seventy", 70),
-    ("eighty", 80),
-    ("ninety", 90),
-    ("hundred", 100),
-    ("thousand", 1000),
-    ("million", 1_000_000),
-    ("billion", 1_000_000_000),
-    ("dozen", 12),
-    ("noon", 720),
-    ("midnight", 0),
-];
+fn number_word(w: &str) -> Option<u32> {
+    Some(match w {
+        "zero" => 0,
+        "two" => 2,
+        "three" => 3,
+        "four" => 4,
+        "five" => 5,
+        "six" => 6,
+        "seven" => 7,
+        "eight" => 8,
+        "nine" => 9,
+        "ten" => 10,
+        "eleven" => 11,
+        "twelve" => 12,
+        "thirteen" => 13,
+        "fourteen" => 14,
+        "fifteen" => 15,
+        "sixteen" => 16,
+        "seventeen" => 17,
+        "eighteen" => 18,
+        "nineteen" => 19,
+        "twenty" => 20,
+        "thirty" => 30,
+        "forty" => 40,
+        "fifty" => 50,
+        "sixty" => 60,
+        "seventy" => 70,
+        "eighty" => 80,
+        "ninety" => 90,
+        "hundred" => 100,
+        "thousand" => 1000,
+        "million" => 1_000_000,
+        "billion" => 1_000_000_000,
+        "dozen" => 12,
+        "noon" => 720,
+        "midnight" => 0,
+        _ => return None,
+    })
+}
 
-const DATE_WORDS: &[&str] = &[
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-    "today",
-    "tomorrow",
-    "yesterday",
-    "tonight",
-    "morning",
-    "afternoon",
-    "evening",
-    "weekend",
-    "weekday",
-    "spring",
-    "summer",
-    "autumn",
-    "winter",
-    "christmas",
-    "easter",
-    "week",
-    "month",
-    "year",
-];
+#[rustfmt::skip]
+fn in_date_words(w: &str) -> bool {
+    matches!(w,
+        "monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday" |
+        "today" | "tomorrow" | "yesterday" | "tonight" | "morning" | "afternoon" | "evening" |
+        "weekend" | "weekday" | "spring" | "summer" | "autumn" | "winter" | "christmas" | "easter" |
+        "week" | "month" | "year"
+    )
+}
 
-pub(super) const MONTH_ABBREV: &[(&str, &str)] = &[
-    ("jan", "january"),
-    ("feb", "february"),
-    ("apr", "april"),
-    ("jun", "june"),
-    ("jul", "july"),
-    ("aug", "august"),
-    ("sep", "september"),
-    ("sept", "september"),
-    ("oct", "october"),
-    ("nov", "november"),
-    ("dec", "december"),
-    ("mon", "monday"),
-    ("tue", "tuesday"),
-    ("wed", "wednesday"),
-    ("thu", "thursday"),
-    ("fri", "friday"),
-    ("sat", "saturday"),
-    ("sun", "sunday"),
-    ("weekends", "weekend"),
-    ("weekdays", "weekday"),
-    ("weekly", "week"),
-    ("weeks", "week"),
-    ("monthly", "month"),
-    ("months", "month"),
-    ("yearly", "year"),
-    ("annual", "year"),
-    ("annually", "year"),
-    ("years", "year"),
-];
+pub(super) fn month_abbrev(w: &str) -> Option<&'static str> {
+    Some(match w {
+        "jan" => "january",
+        "feb" => "february",
+        "apr" => "april",
+        "jun" => "june",
+        "jul" => "july",
+        "aug" => "august",
+        "sep" => "september",
+        "sept" => "september",
+        "oct" => "october",
+        "nov" => "november",
+        "dec" => "december",
+        "mon" => "monday",
+        "tue" => "tuesday",
+        "wed" => "wednesday",
+        "thu" => "thursday",
+        "fri" => "friday",
+        "sat" => "saturday",
+        "sun" => "sunday",
+        "weekends" => "weekend",
+        "weekdays" => "weekday",
+        "weekly" => "week",
+        "weeks" => "week",
+        "monthly" => "month",
+        "months" => "month",
+        "yearly" => "year",
+        "annual" => "year",
+        "annually" => "year",
+        "years" => "year",
+        _ => return None,
+    })
+}
 
 fn number_value(tok: &str) -> Option<String> {
     let t: String = tok.chars().filter(|c| *c != ',').collect();
@@ -248,7 +242,7 @@ fn number_value(tok: &str) -> Option<String> {
 pub(super) type Unit = (String, &'static [&'static str]);
 
 pub(super) fn is_number_word(w: &str) -> bool {
-    NUMBER_WORDS.iter().any(|(n, _)| *n == w) || ORDINAL_WORDS.iter().any(|(n, _)| *n == w)
+    number_word(w).is_some() || ordinal_word(w).is_some()
 }
 
 pub(super) fn starts_with_digit(w: &str) -> bool {
@@ -311,10 +305,9 @@ fn number_phrase(words: &[String], i: usize) -> Option<(f64, usize)> {
         let next_is_multiplier = words
             .get(i + used + 1)
             .is_some_and(|n| multiplier(n).is_some());
-        let small = NUMBER_WORDS
-            .iter()
-            .find(|(n, _)| *n == w && multiplier(w).is_none() && !matches!(w, "noon" | "midnight"))
-            .map(|(_, v)| *v as f64)
+        let small = number_word(w)
+            .filter(|_| multiplier(w).is_none() && !matches!(w, "noon" | "midnight"))
+            .map(f64::from)
             .or_else(|| (w == "one" && (last != Last::None || next_is_multiplier)).then_some(1.0));
         if let Some(v) = small {
             let ok = match last {
@@ -349,17 +342,17 @@ fn number_phrase(words: &[String], i: usize) -> Option<(f64, usize)> {
             && matches!(last, Last::Hundred | Last::Big)
             && words
                 .get(i + used + 1)
-                .is_some_and(|n| NUMBER_WORDS.iter().any(|(w, v)| w == n && *v < 100))
+                .is_some_and(|n| number_word(n).is_some_and(|v| v < 100))
         {
             last = Last::And;
-        } else if let Some((_, v)) = ORDINAL_WORDS.iter().find(|(n, _)| *n == w) {
+        } else if let Some(v) = ordinal_word(w) {
             let ok = match last {
                 Last::None | Last::Hundred | Last::Big | Last::And => true,
-                Last::Tens => *v < 10,
+                Last::Tens => v < 10,
                 Last::Unit | Last::Teen => false,
             };
             if ok {
-                current += *v as f64;
+                current += f64::from(v);
                 used += 1;
             }
             break;
@@ -470,7 +463,7 @@ pub(super) fn facts_of(raw: &[Raw], words: &[String]) -> (Vec<(usize, String)>, 
             }
         } else if is_date_word(w) {
             facts.push((i, w.to_string()));
-        } else if let Some((_, full)) = MONTH_ABBREV.iter().find(|(a, _)| *a == w) {
+        } else if let Some(full) = month_abbrev(w) {
             facts.push((i, full.to_string()));
         } else if w == "may" && may_is_month(raw, i) {
             facts.push((i, "may".into()));
@@ -480,42 +473,25 @@ pub(super) fn facts_of(raw: &[Raw], words: &[String]) -> (Vec<(usize, String)>, 
     (facts, units)
 }
 
-const MONTHS: &[&str] = &[
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-];
+#[rustfmt::skip]
+fn is_month_name(w: &str) -> bool {
+    matches!(w,
+        "january" | "february" | "march" | "april" | "may" | "june" | "july" | "august" |
+        "september" | "october" | "november" | "december"
+    )
+}
 
 /// A date word: one of `DATE_WORDS` or a month name, except "may" (far more often the verb).
 pub(super) fn is_date_word(w: &str) -> bool {
-    DATE_WORDS.contains(&w) || (w != "may" && MONTHS.contains(&w))
+    in_date_words(w) || (w != "may" && is_month_name(w))
 }
 
 pub(super) fn is_month(w: &str) -> bool {
-    MONTHS.contains(&w)
-        || MONTH_ABBREV
-            .iter()
-            .any(|(a, full)| *a == w && MONTHS.contains(full))
+    is_month_name(w) || month_abbrev(w).is_some_and(is_month_name)
 }
 
 fn day_range(raw: &[Raw], words: &[String], i: usize) -> Option<(&'static str, usize)> {
-    let day = |j: usize| {
-        words.get(j).map(|w| {
-            MONTH_ABBREV
-                .iter()
-                .find(|(a, _)| a == w)
-                .map_or(w.as_str(), |(_, full)| full)
-        })
-    };
+    let day = |j: usize| words.get(j).map(|w| month_abbrev(w).unwrap_or(w.as_str()));
     let (fact, end, joiners): (_, _, &[&str]) = match day(i)? {
         "monday" => (
             "weekday",
@@ -547,7 +523,7 @@ fn unit_of(word: &str, next: Option<&str>) -> Option<&'static [&'static str]> {
             _ => &["f", "c"],
         });
     }
-    UNITS.iter().find(|(w, _)| *w == word).map(|(_, u)| *u)
+    units_of_word(word)
 }
 
 fn currency_symbol_unit(prev: Option<char>) -> Option<&'static [&'static str]> {

@@ -1,9 +1,9 @@
 //! The `scope` guard: contrast groups, superlatives and universal quantifiers.
 
 use super::features::{Features, Raw};
-use super::lexicon::{singular, DETERMINERS, FUNCTION_WORDS};
-use super::negation::NEGATIONS;
-use super::numbers::{is_date_word, is_number_word, starts_with_digit, MONTH_ABBREV};
+use super::lexicon::{is_determiner, is_function_word, singular};
+use super::negation::is_negation;
+use super::numbers::{is_date_word, is_number_word, month_abbrev, starts_with_digit};
 
 /// Groups of mutually exclusive alternatives; a member may be several words.
 pub(super) const SCOPE_GROUPS: &[&[&[&str]]] = &[
@@ -400,7 +400,7 @@ const SUPERLATIVE_SYNONYMS: &[(&str, &str)] = &[
 /// "most popular", not "most people", "most of" or "most users".
 fn adjective_after_most(n: &str) -> bool {
     let plural = n.ends_with('s') && !n.ends_with("ous") && !n.ends_with("ss");
-    let excluded = FUNCTION_WORDS.contains(&n)
+    let excluded = is_function_word(n)
         || NOT_AFTER_MOST.contains(&n)
         || starts_with_digit(n)
         || is_number_word(n);
@@ -463,10 +463,7 @@ pub(super) fn quantified(raw: &[Raw], words: &[String]) -> (Vec<String>, bool) {
         }
         universal = true;
         let mut j = i + 1;
-        while words
-            .get(j)
-            .is_some_and(|w| DETERMINERS.contains(&w.as_str()))
-        {
+        while words.get(j).is_some_and(|w| is_determiner(w)) {
             j += 1;
         }
         // The head is the last of up to three adjacent content words: "all pending expense
@@ -476,9 +473,9 @@ pub(super) fn quantified(raw: &[Raw], words: &[String]) -> (Vec<String>, bool) {
         while k < words.len() && k < j + 3 {
             let n = words[k].as_str();
             if raw[k].1 != Some('a')
-                || FUNCTION_WORDS.contains(&n)
+                || is_function_word(n)
                 || starts_with_digit(n)
-                || NEGATIONS.contains(&n)
+                || is_negation(n)
             {
                 break;
             }
@@ -488,7 +485,7 @@ pub(super) fn quantified(raw: &[Raw], words: &[String]) -> (Vec<String>, bool) {
         if let Some(h) = head {
             if !NOT_QUANTIFIED.contains(&h.as_str())
                 && !is_date_word(&h)
-                && !MONTH_ABBREV.iter().any(|(a, _)| *a == h)
+                && month_abbrev(&h).is_none()
             {
                 heads.push(h);
             }

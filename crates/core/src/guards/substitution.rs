@@ -1,9 +1,9 @@
 //! The `substitution` guard: the same text but for one or two swapped content words.
 
-use super::lexicon::FUNCTION_WORDS;
-use super::negation::NEGATIONS;
+use super::lexicon::is_function_word;
+use super::negation::is_negation;
 use super::numbers::{
-    is_date_word, is_month, is_number_word, starts_with_digit, time_of, MONTH_ABBREV, UNITS,
+    is_date_word, is_month, is_number_word, month_abbrev, starts_with_digit, time_of, units_of_word,
 };
 use super::scope::SCOPE_GROUPS;
 
@@ -88,12 +88,12 @@ pub(super) fn substituted(a: &[String], b: &[String]) -> bool {
         };
         let with_number = del.iter().any(numeric) || ins.iter().any(numeric);
         let content = |w: &&str| {
-            !FUNCTION_WORDS.contains(w)
-                && !(with_number && (UNIT_WORDS.contains(w) || UNITS.iter().any(|(u, _)| u == w)))
-                && !NEGATIONS.contains(w)
+            !is_function_word(w)
+                && !(with_number && (UNIT_WORDS.contains(w) || units_of_word(w).is_some()))
+                && !is_negation(w)
                 && !numeric(w)
                 && !is_date_word(w)
-                && !MONTH_ABBREV.iter().any(|(a, _)| a == w)
+                && month_abbrev(w).is_none()
                 && !is_month(w)
                 && time_of(w, None).is_none()
         };
