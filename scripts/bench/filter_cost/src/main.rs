@@ -17,7 +17,7 @@ use std::time::Instant;
 use base64::Engine;
 use semcache_core::config::Config;
 use semcache_core::entry::Entry;
-use semcache_core::machine::{CalloutResult, Effect, Machine, RequestHead};
+use semcache_core::machine::{CalloutResult, Effect, Machine, RequestHead, Target};
 use semcache_core::settings::Settings;
 
 const ANSWER: &str = "Mock answer to: How long should I boil an egg for a runny yolk? \
@@ -142,8 +142,9 @@ fn main() {
         vsim.extend(bulk(entry.as_bytes()));
     }
     vsim.extend_from_slice(b"*0\r\n");
-    fn ok(b: &[u8]) -> CalloutResult<'_> {
+    fn ok(target: Target, b: &[u8]) -> CalloutResult<'_> {
         CalloutResult {
+            target,
             status: Some(200),
             body: b,
         }
@@ -161,7 +162,7 @@ fn main() {
         };
         m.on_request_headers(&head, &mut fx);
         m.on_request_body(&cached_body, now_ms, &mut fx);
-        m.on_callout(ok(&exact_hit), now_ms, &mut fx);
+        m.on_callout(ok(Target::Bridge, &exact_hit), now_ms, &mut fx);
         served(&fx)
     });
     time("semantic_hit", n, 1, || {
@@ -175,9 +176,9 @@ fn main() {
         };
         m.on_request_headers(&head, &mut fx);
         m.on_request_body(&query_body, now_ms, &mut fx);
-        m.on_callout(ok(&exact_miss), now_ms, &mut fx);
-        m.on_callout(ok(&embeddings), now_ms, &mut fx);
-        m.on_callout(ok(&vsim), now_ms, &mut fx);
+        m.on_callout(ok(Target::Bridge, &exact_miss), now_ms, &mut fx);
+        m.on_callout(ok(Target::Embeddings, &embeddings), now_ms, &mut fx);
+        m.on_callout(ok(Target::Bridge, &vsim), now_ms, &mut fx);
         served(&fx)
     });
     time("semantic_veto", n, 0, || {
@@ -191,9 +192,9 @@ fn main() {
         };
         m.on_request_headers(&head, &mut fx);
         m.on_request_body(&vetoed_body, now_ms, &mut fx);
-        m.on_callout(ok(&exact_miss), now_ms, &mut fx);
-        m.on_callout(ok(&embeddings), now_ms, &mut fx);
-        m.on_callout(ok(&vsim), now_ms, &mut fx);
+        m.on_callout(ok(Target::Bridge, &exact_miss), now_ms, &mut fx);
+        m.on_callout(ok(Target::Embeddings, &embeddings), now_ms, &mut fx);
+        m.on_callout(ok(Target::Bridge, &vsim), now_ms, &mut fx);
         served(&fx)
     });
     let guards = settings.config.guards;
