@@ -14,7 +14,7 @@ use semcache_core::completion::{self, Completion};
 use semcache_core::config::{Config, GuardsConfig};
 use semcache_core::entry::{Entry, Render};
 use semcache_core::guards;
-use semcache_core::machine::{Action, CalloutResult, Effect, Machine, RequestHead};
+use semcache_core::machine::{Action, CalloutResult, Effect, Machine, RequestHead, Target};
 use semcache_core::partition::{self, PartitionInput};
 use semcache_core::prompt;
 use semcache_core::request::{self, ApiKind, Message};
@@ -563,7 +563,23 @@ pub fn machine_events(data: &[u8]) {
                 } else {
                     CALLOUT_BODIES[(sel / 2) % CALLOUT_BODIES.len()]
                 };
-                m.on_callout(CalloutResult { status, body }, now, &mut fx);
+                // Usually the callout the machine waits for; with the selector's top bit, the
+                // other kind (a stray or speculative answer).
+                let awaited = m.awaiting().unwrap_or(Target::Bridge);
+                let target = match (sel & 0x80 != 0, awaited) {
+                    (false, t) => t,
+                    (true, Target::Bridge) => Target::Embeddings,
+                    (true, Target::Embeddings) => Target::Bridge,
+                };
+                m.on_callout(
+                    CalloutResult {
+                        target,
+                        status,
+                        body,
+                    },
+                    now,
+                    &mut fx,
+                );
             }
             2 => {
                 let status = STATUSES[(b.u8() as usize) % STATUSES.len()];
@@ -580,7 +596,10 @@ pub fn machine_events(data: &[u8]) {
                 let chunk = b.slice();
                 let _: Action = m.on_response_body(chunk, eos, now, &mut fx);
             }
-            _ => m.on_dispatch_failed(now, &mut fx),
+            _ => {
+                let target = m.awaiting().unwrap_or(Target::Embeddings);
+                m.on_dispatch_failed(target, now, &mut fx)
+            }
         }
         for e in fx.drain(..) {
             match e {
