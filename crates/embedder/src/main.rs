@@ -25,12 +25,14 @@ fn main() -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let weights = Arc::new(
-        Weights::load(&dir).with_context(|| format!("loading the model from {}", dir.display()))?,
+        Weights::load_as(&dir, args.dtype)
+            .with_context(|| format!("loading the model from {}", dir.display()))?,
     );
     let tokenizer = TextTokenizer::from_dir(&dir, weights.max_seq_length)?;
     tracing::info!(
         model_dir = %dir.display(),
         max_seq_length = weights.max_seq_length,
+        dtype = ?args.dtype,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "model loaded"
     );

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
-use crate::linear::PackedWeight;
+use crate::linear::{PackedWeight, WeightDtype};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
@@ -96,6 +96,8 @@ pub struct Layer {
 
 pub struct Weights {
     pub config: BertConfig,
+    /// Storage of the linear layers' weights (everything else is f32).
+    pub dtype: WeightDtype,
     /// Longest input in tokens (special tokens included); longer inputs are truncated.
     pub max_seq_length: usize,
     pub word: Vec<f32>,
@@ -120,6 +122,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, WeightsErro
 struct Loader<'a> {
     st: SafeTensors<'a>,
     prefix: &'static str,
+    dtype: WeightDtype,
 }
 
 impl Loader<'_> {
@@ -142,10 +145,11 @@ impl Loader<'_> {
 
     /// A PyTorch `Linear` weight `[out, in]`, packed as the `[in, out]` right-hand side.
     fn packed(&self, name: &str, out: usize, inp: usize) -> Result<PackedWeight, WeightsError> {
-        Ok(PackedWeight::pack(
+        Ok(PackedWeight::pack_as(
             &self.linear_t(name, out, inp)?,
             inp,
             out,
+            self.dtype,
         ))
     }
 
@@ -165,6 +169,12 @@ impl Loader<'_> {
 impl Weights {
     /// Loads `config.json`, `model.safetensors` and (if present) `sentence_bert_config.json`.
     pub fn load(dir: &Path) -> Result<Self, WeightsError> {
+        Self::load_as(dir, WeightDtype::F32)
+    }
+
+    /// Like [`Weights::load`], with the linear layers' weights stored as `dtype` (rounded to
+    /// nearest); embeddings, biases and LayerNorm parameters stay f32.
+    pub fn load_as(dir: &Path, dtype: WeightDtype) -> Result<Self, WeightsError> {
         let config: BertConfig = read_json(&dir.join("config.json"))?;
         if config.hidden_act != "gelu" {
             return Err(WeightsError::Unsupported(format!(
@@ -208,7 +218,7 @@ impl Weights {
         } else {
             ""
         };
-        let l = Loader { st, prefix };
+        let l = Loader { st, prefix, dtype };
         let (h, im) = (config.hidden_size, config.intermediate_size);
 
         let word = l.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
@@ -248,7 +258,7 @@ impl Weights {
             qkv_b.extend(l.get(&format!("{p}attention.self.key.bias"), &[h])?);
             qkv_b.extend(l.get(&format!("{p}attention.self.value.bias"), &[h])?);
             layers.push(Layer {
-                qkv_w: PackedWeight::pack(&qkv_w, h, 3 * h),
+                qkv_w: PackedWeight::pack_as(&qkv_w, h, 3 * h, dtype),
                 qkv_b,
                 out_w: l.packed(&format!("{p}attention.output.dense.weight"), h, h)?,
                 out_b: l.get(&format!("{p}attention.output.dense.bias"), &[h])?,
@@ -263,6 +273,7 @@ impl Weights {
             });
         }
         Ok(Weights {
+            dtype,
             max_seq_length,
             word,
             pos_type,
