@@ -114,9 +114,9 @@ fn dtype_flag_parses() {
     let parse = |extra: &[&str]| {
         Args::try_parse_from(["semcache-embedder"].iter().chain(extra)).map(|a| a.dtype)
     };
-    // Unless the environment sets it (the tests don't), the default is f32.
+    // Unless the environment sets it (the tests don't), the default is f16.
     if std::env::var_os("SEMCACHE_EMBEDDER_DTYPE").is_none() {
-        assert_eq!(parse(&[]).expect("no flag"), WeightDtype::F32);
+        assert_eq!(parse(&[]).expect("no flag"), WeightDtype::F16);
     }
     assert_eq!(parse(&["--dtype", "f32"]).expect("f32"), WeightDtype::F32);
     assert_eq!(parse(&["--dtype", "f16"]).expect("f16"), WeightDtype::F16);
