@@ -387,7 +387,9 @@ impl Machine {
         });
         let id = partition::entry_id(&ns, &p.exact);
         let storage: Rc<dyn StorageDyn> = match cfg.backend {
-            Backend::VectorSets => Rc::new(VectorSets::new(&cfg.key_prefix, &ns)),
+            Backend::VectorSets => {
+                Rc::new(VectorSets::new(&cfg.key_prefix, &ns).nothread(cfg.search_nothread))
+            }
             Backend::Redisearch => {
                 Rc::new(Redisearch::new(&cfg.key_prefix, &ns, &cfg.embeddings.model))
             }

@@ -30,6 +30,8 @@ const EPSILON_MARGIN: f64 = 0.01;
 pub struct VectorSets {
     vs: String,
     x: String,
+    /// `VSIM … NOTHREAD` (the `search_nothread` setting).
+    nothread: bool,
 }
 
 impl VectorSets {
@@ -37,7 +39,16 @@ impl VectorSets {
         VectorSets {
             vs: format!("{prefix}:{{{namespace}}}:vs"),
             x: format!("{prefix}:{{{namespace}}}:x"),
+            nothread: false,
         }
+    }
+
+    /// Searches on Redis's main thread instead of a thread started for each `VSIM`: about
+    /// 0.15 ms and 0.2 ms of Redis CPU less per search of a few thousand entries, but a long
+    /// search then blocks every other client of that Redis.
+    pub fn nothread(mut self, on: bool) -> Self {
+        self.nothread = on;
+        self
     }
 
     pub fn keys(&self) -> (&str, &str) {
@@ -98,21 +109,27 @@ impl Storage for VectorSets {
 
     fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline {
         let epsilon = (max_distance / 2.0 + EPSILON_MARGIN).min(1.0);
-        let mut p = Pipeline::new();
-        p.cmd(&[
-            b"VSIM".as_slice(),
+        let blob = to_fp32_blob(vector);
+        let (k, epsilon, ef) = (k.to_string(), format!("{epsilon:.6}"), ef.to_string());
+        let mut args: Vec<&[u8]> = vec![
+            b"VSIM",
             self.vs.as_bytes(),
             b"FP32",
-            &to_fp32_blob(vector),
+            &blob,
             b"WITHSCORES",
             b"WITHATTRIBS",
             b"COUNT",
-            k.to_string().as_bytes(),
+            k.as_bytes(),
             b"EPSILON",
-            format!("{epsilon:.6}").as_bytes(),
+            epsilon.as_bytes(),
             b"EF",
-            ef.to_string().as_bytes(),
-        ]);
+            ef.as_bytes(),
+        ];
+        if self.nothread {
+            args.push(b"NOTHREAD");
+        }
+        let mut p = Pipeline::new();
+        p.cmd(&args);
         p
     }
 
@@ -221,6 +238,18 @@ mod tests {
     fn keys_share_one_hash_tag() {
         let v = VectorSets::new("sc", "abc");
         assert_eq!(v.keys(), ("sc:{abc}:vs", "sc:{abc}:x"));
+    }
+
+    #[test]
+    fn nothread_is_asked_for_only_when_set() {
+        let text = |v: &VectorSets| {
+            String::from_utf8_lossy(&v.semantic_lookup(&[1.0], 4, 0.2, 64).into_bytes())
+                .into_owned()
+        };
+        let threaded = text(&VectorSets::new("sc", "n"));
+        assert!(threaded.contains("VSIM") && !threaded.contains("NOTHREAD"));
+        let main = text(&VectorSets::new("sc", "n").nothread(true));
+        assert!(main.ends_with("$8\r\nNOTHREAD\r\n"), "{main}");
     }
 
     #[test]
