@@ -622,7 +622,6 @@ def memory_breakdown(s: Stack, vs_key: str, limit: int) -> dict:
             ("expiry_zset", lambda k: [["ZADD", k, "1900000000", e] for e in ids], "bench:x"),
             ("vector_q8_m8_and_id", lambda k: [["VADD", k, "FP32", v, e, "Q8", "M", "8"] for e, v in zip(ids, vecs)], "bench:vs8"),
             ("vector_bin_m16_and_id", lambda k: [["VADD", k, "FP32", v, e, "BIN"] for e, v in zip(ids, vecs)], "bench:vsb"),
-            ("vector_q8_m16_and_16B_id", lambda k: [["VADD", k, "FP32", v, e[:16], "Q8"] for e, v in zip(ids, vecs)], "bench:vs16"),
         ]
         for name, make, key in steps:
             before = used()
@@ -633,7 +632,7 @@ def memory_breakdown(s: Stack, vs_key: str, limit: int) -> dict:
                 before = used()
                 pipe([["VSETATTR", key, e, stored_entry_json(a)] for e, a in zip(ids, attrs)])
                 out["attribute_as_json"] = round(out[name] + (used() - before) / n, 1)
-        s.redis_cli("DEL", "bench:vs", "bench:x", "bench:vs8", "bench:vsb", "bench:vs16")
+        s.redis_cli("DEL", "bench:vs", "bench:x", "bench:vs8", "bench:vsb")
         out["attribute_bytes_mean"] = round(statistics.mean(len(a) for a in attrs), 1) if attrs else None
         out["attribute_json_bytes_mean"] = round(statistics.mean(len(stored_entry_json(a)) for a in attrs), 1) if attrs else None
         return out
@@ -1048,12 +1047,12 @@ def markdown(report: dict) -> str:
         L.append("")
         L.append("| piece | B/entry |")
         L.append("|---|---:|")
-        for k, title in (("vector_q8_m16_and_id", "vector set node: Q8 vector, HNSW links (M=16), 32-char id"),
+        id_len = fmt(m.get("id_bytes"), 0)
+        for k, title in (("vector_q8_m16_and_id", f"vector set node: Q8 vector, HNSW links (M=16), {id_len}-char id"),
                          ("attribute", f"attribute: the entry as stored ({fmt(bd.get('attribute_bytes_mean'), 0)} B on average, DEFLATE)"),
                          ("attribute_as_json", f"alternative: the attribute as plain JSON ({fmt(bd.get('attribute_json_bytes_mean'), 0)} B)"),
                          ("expiry_zset", "expiry index: sorted-set member (id) and score"),
                          ("vector_q8_m8_and_id", "alternative: vector set node with `M 8`"),
-                         ("vector_q8_m16_and_16B_id", "alternative: vector set node with a 16-char id"),
                          ("vector_bin_m16_and_id", "alternative: vector set node with `BIN` quantisation")):
             L.append(f"| {title} | {fmt(bd.get(k), 0)} |")
         L.append("")
