@@ -315,3 +315,28 @@ def test_route_overlay_overrides_threshold(make_stack, client):
     nt = post(client, s, chat("What is the capital city of France?"), path="/nt" + CHAT)
     assert status(nt) == "hit" and nt.headers["x-semcache-match"] == "semantic"
     assert cache_stats(s).get("semcache.errors.lookup", 0) == errors
+
+
+def test_speculative_embedding_is_counted_and_an_unused_one_harms_nothing(make_stack, client):
+    # A fresh stack: every worker starts with no exact hits seen, so every lookup speculates.
+    s = make_stack(route_overlays=[("nospec", {"speculative_embedding": False})])
+    first = post(client, s, chat(CAPITAL), x_semcache_tenant="t-spec")
+    exact = post(client, s, chat(CAPITAL), x_semcache_tenant="t-spec")
+    para = post(client, s, chat("what's the capital city of France"), x_semcache_tenant="t-spec")
+    assert [status(first), status(exact), status(para)] == ["miss", "hit", "hit"]
+    assert exact.headers["x-semcache-match"] == "exact" and para.headers["x-semcache-match"] == "semantic"
+    assert answer(exact) == answer(first) == answer(para)
+    stats = cache_stats(s)
+    assert stats["semcache.embeddings.speculative"] == 3
+    # Only the exact hit's embedding went unused (the glue forgot its callout).
+    assert stats["semcache.embeddings.speculative_unused"] == 1
+    assert stats.get("semcache.errors.embeddings", 0) == 0 and stats.get("semcache.errors.lookup", 0) == 0
+
+    # Switched off on a route: the same requests, nothing speculative.
+    for text in (CAPITAL, "what's the capital city of France"):
+        r = post(client, s, chat(text), x_semcache_tenant="t-spec", path="/nospec" + CHAT)
+        assert status(r) == "hit"
+    after = cache_stats(s)
+    assert after["semcache.embeddings.speculative"] == 3
+    assert after["semcache.hits.exact"] == stats["semcache.hits.exact"] + 1
+    assert after["semcache.hits.semantic"] == stats["semcache.hits.semantic"] + 1

@@ -667,13 +667,21 @@ impl Machine {
             .lookup_replies(&mut ctx, ok, res.body, effects)
             .and_then(|r| reply_ok(ctx.storage.parse_exact(&r, now_ms), effects));
         let in_flight = spec.as_ref().is_some_and(|s| s.embedding.is_none());
+        // After an exact hit or a failed lookup a speculative embedding is not used: counted,
+        // and forgotten if it is still on its way.
+        let unused = |effects: &mut Vec<Effect>| {
+            if spec.is_some() {
+                effects.push(Effect::Count(Counter::SpeculationUnused, 1));
+            }
+            if in_flight {
+                effects.push(Effect::Forget(Target::Embeddings));
+            }
+        };
         match result {
             Some(None) => self.settings.exact_hits.observe(false),
             Some(Some(entry)) => {
                 self.settings.exact_hits.observe(true);
-                if in_flight {
-                    effects.push(Effect::Forget(Target::Embeddings));
-                }
+                unused(effects);
                 let local = &self.settings.config.local_cache;
                 if local.entries > 0 {
                     let value = local::encode(&ctx.id, now_ms, &entry);
@@ -684,9 +692,7 @@ impl Machine {
                 return self.serve(&ctx, &entry, None, now_ms, effects);
             }
             None => {
-                if in_flight {
-                    effects.push(Effect::Forget(Target::Embeddings));
-                }
+                unused(effects);
                 return self.fail_open(ctx, Counter::ErrorLookup, "lookup", res.status, effects);
             }
         }
@@ -742,6 +748,7 @@ impl Machine {
         let pipeline = self.with_expiry_scan(&mut ctx, pipeline, scan, now_ms);
         effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
         if speculate {
+            effects.push(Effect::Count(Counter::Speculated, 1));
             effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
             let spec = Speculation {
                 started: now_ms,

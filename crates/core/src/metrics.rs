@@ -17,6 +17,10 @@ pub enum Counter {
     /// The stream ended while its store was in flight, so Envoy cancelled the callout.
     StoreCancelled,
     Stored,
+    /// Embeddings started together with the exact lookup (`speculative_embedding`).
+    Speculated,
+    /// ... of which the exact lookup hit or failed, so the embedding was not needed.
+    SpeculationUnused,
     StoreSkipped(Gate),
     Vetoed(Veto),
     TokensSaved,
@@ -45,6 +49,8 @@ impl Counter {
             Counter::ErrorStore => "semcache.errors.store".into(),
             Counter::StoreCancelled => "semcache.errors.store_cancelled".into(),
             Counter::Stored => "semcache.stores".into(),
+            Counter::Speculated => "semcache.embeddings.speculative".into(),
+            Counter::SpeculationUnused => "semcache.embeddings.speculative_unused".into(),
             Counter::StoreSkipped(g) => format!("semcache.store_skipped.{}", g.reason()),
             Counter::Vetoed(v) => format!("semcache.vetoes.{}", v.name()),
             Counter::TokensSaved => "semcache.completion_tokens_saved".into(),
@@ -64,6 +70,8 @@ impl Counter {
             Counter::ErrorStore,
             Counter::StoreCancelled,
             Counter::Stored,
+            Counter::Speculated,
+            Counter::SpeculationUnused,
             Counter::TokensSaved,
         ];
         v.extend(Gate::ALL.iter().map(|g| Counter::StoreSkipped(*g)));

@@ -744,6 +744,7 @@ fn the_embedding_starts_with_the_exact_lookup_and_a_semantic_hit_waits_for_neith
         c.iter().map(|c| c.target).collect::<Vec<_>>(),
         [Target::Bridge, Target::Embeddings]
     );
+    assert!(has(&fx, &Effect::Count(Counter::Speculated, 1)));
     let fx = callout_from(
         &mut m,
         Target::Embeddings,
@@ -785,6 +786,7 @@ fn an_exact_hit_or_failure_forgets_the_speculative_embedding() {
     let fx = callout_from(&mut m, Target::Bridge, Some(200), bulk(&e).as_bytes());
     assert!(local_reply(&fx).is_some());
     assert!(has(&fx, &Effect::Forget(Target::Embeddings)));
+    assert!(has(&fx, &Effect::Count(Counter::SpeculationUnused, 1)));
     // Should its answer still arrive, nothing happens.
     let fx = callout_from(
         &mut m,
@@ -799,6 +801,7 @@ fn an_exact_hit_or_failure_forgets_the_speculative_embedding() {
     let fx = callout_from(&mut m, Target::Bridge, Some(503), b"");
     assert!(has(&fx, &Effect::Forget(Target::Embeddings)));
     assert!(has(&fx, &Effect::Count(Counter::ErrorLookup, 1)));
+    assert!(has(&fx, &Effect::Count(Counter::SpeculationUnused, 1)));
     assert!(has(&fx, &Effect::ResumeRequest));
     assert!(dispatched(&fx).is_empty());
 
@@ -813,6 +816,10 @@ fn an_exact_hit_or_failure_forgets_the_speculative_embedding() {
     assert!(
         !has(&fx, &Effect::Forget(Target::Embeddings)),
         "nothing left to forget"
+    );
+    assert!(
+        !has(&fx, &Effect::Count(Counter::SpeculationUnused, 1)),
+        "the embedding was needed (and failed)"
     );
 }
 
