@@ -26,7 +26,8 @@ path with the filter disabled.
 
 With --semantic instead: where a semantic hit's time goes at concurrency 1. One stack, a
 partition of 2000 filler entries plus the eval paraphrase seeds, and route overlays that switch
-one thing off at a time (exact tier, guards, top_k 1, speculative embedding), plus a partition holding only the seeds,
+one thing off at a time (exact tier, guards, top_k 1, speculative embedding, VSIM
+NOTHREAD), plus a partition holding only the seeds,
 against the embedder alone; interleaved rounds, medians.
 
 With --store-race: whether a miss is stored when the client closes its connection as soon as it
@@ -217,7 +218,8 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
     import statistics
     off = {k: False for k in ("numbers", "negation", "entities", "quoted", "scope", "substitution")}
     overlays = [("nofilter", None), ("nx", {"exact_match": False}), ("ng", {"guards": off}),
-                ("k1", {"top_k": 1}), ("ns", {"speculative_embedding": False})]
+                ("k1", {"top_k": 1}), ("ns", {"speculative_embedding": False}),
+                ("th", {"search_nothread": False})]
     out: dict = {}
     with Stack(mock_latency_ms=0, env=env, route_overlays=overlays) as s:
         pids = {n: p.pid for n, p in s.procs.items()}
@@ -237,6 +239,7 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
             "no_guards": (s.envoy_url + "/ng/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
             "top_k_1": (s.envoy_url + "/k1/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
             "no_speculation": (s.envoy_url + "/ns/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
+            "vsim_threaded": (s.envoy_url + "/th/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
         }
         if args.perf:
             # Where Envoy's CPU goes on a semantic hit (c=1): the wasm module's JIT code against

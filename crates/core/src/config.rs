@@ -590,7 +590,9 @@ impl Config {
             speculative_embedding: raw.speculative_embedding.unwrap_or(true),
             top_k,
             search_ef,
-            search_nothread: raw.search_nothread.unwrap_or(false),
+            // The cache's Redis is its own (a sidecar), and partitions are small: the main
+            // thread is faster and cheaper than a thread per search (README, search_nothread).
+            search_nothread: raw.search_nothread.unwrap_or(true),
             guards,
             local_cache,
             headers,

@@ -4,7 +4,7 @@
 //! - `<prefix>:{ns}:vs`: vector set; element = entry id, FP32 vector (stored Q8), attribute =
 //!   the entry (answer, canonical prompt, expiry) in its stored form (`packed`: JSON, or
 //!   DEFLATE of it). No `FILTER` reads the attribute, so it need not be JSON. `VSIM ... WITHATTRIBS` returns the
-//!   answers with the neighbours, so a lookup is one threaded command and one callout, and
+//!   answers with the neighbours, so a lookup is one command and one callout, and
 //!   `VGETATTR` makes the exact tier a single hash lookup.
 //! - `<prefix>:{ns}:x`: sorted set id -> expiry (unix milliseconds), the expiry index.
 //!
@@ -44,7 +44,7 @@ impl VectorSets {
     }
 
     /// Searches on Redis's main thread instead of a thread started for each `VSIM`: about
-    /// 0.15 ms and 0.2 ms of Redis CPU less per search of a few thousand entries, but a long
+    /// 0.15 ms and 0.25 ms of Redis CPU less per search of a few thousand entries, but a long
     /// search then blocks every other client of that Redis.
     pub fn nothread(mut self, on: bool) -> Self {
         self.nothread = on;
