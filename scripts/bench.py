@@ -415,7 +415,8 @@ def bench_bridge(s: Stack, vs_key: str, x_key: str, rounds: int, config: dict) -
     # The expiry scan rides on the semantic lookup (the last lookup of a miss).
     semantic = [["VSIM", vs_key, "FP32", blob, "WITHSCORES", "WITHATTRIBS", "COUNT",
                  str(config.get("top_k", 4)), "EPSILON", f"{epsilon:.6f}", "EF",
-                 str(config.get("search_ef", 64))],
+                 str(config.get("search_ef", 64))]
+                + (["NOTHREAD"] if config.get("search_nothread", True) else []),
                 ["ZRANGE", x_key, "-inf", now, "BYSCORE", "LIMIT", "0", "32"]]
     pipelines = {"exact": exact, "semantic": semantic, "exact+semantic": exact + semantic}
     out = {}
