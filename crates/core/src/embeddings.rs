@@ -146,6 +146,20 @@ where
     Ok(found)
 }
 
+/// Each level below is read as whatever JSON comes (`deserialize_any`), by its own visitor.
+macro_rules! seed_is_visitor {
+    ($($t:ty),*) => {$(
+        impl<'de> DeserializeSeed<'de> for $t {
+            type Value = <$t as Visitor<'de>>::Value;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+    )*};
+}
+
+seed_is_visitor!(Body, Data, Datum, Vector);
+
 /// The body: `data[0].embedding`.
 #[derive(Clone, Copy)]
 struct Body;
@@ -159,13 +173,6 @@ struct Datum;
 #[derive(Clone, Copy)]
 struct Vector;
 
-impl<'de> DeserializeSeed<'de> for Body {
-    type Value = Option<Embedding<'de>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> Visitor<'de> for Body {
     type Value = Option<Embedding<'de>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -176,13 +183,6 @@ impl<'de> Visitor<'de> for Body {
     seq_is!(None);
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         Ok(field(map, "data", Data)?.flatten())
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Data {
-    type Value = Option<Embedding<'de>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
     }
 }
 
@@ -201,13 +201,6 @@ impl<'de> Visitor<'de> for Data {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Datum {
-    type Value = Option<Embedding<'de>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> Visitor<'de> for Datum {
     type Value = Option<Embedding<'de>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -218,13 +211,6 @@ impl<'de> Visitor<'de> for Datum {
     seq_is!(None);
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         field(map, "embedding", Vector)
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Vector {
-    type Value = Embedding<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
     }
 }
 

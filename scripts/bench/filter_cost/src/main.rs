@@ -1,7 +1,9 @@
 //! Native cost per request of the filter's decision logic (semcache-core's `Machine`), driven
 //! with canned callout replies the way the glue in src/lib.rs drives it:
 //!
-//! - exact hit: request headers, body, exact-tier reply with an entry;
+//! - exact hit: request headers, body, exact-tier reply with an entry as the filter stores it
+//!   (DEFLATE-compressed); `exact_hit_json` the same entry as plain JSON, so the difference is
+//!   the inflate;
 //! - semantic hit: request headers, body, empty exact-tier reply, embeddings response (base64),
 //!   VSIM reply with four candidates and their attributes (the first one served);
 //! - semantic veto: the same, but the guards veto all four candidates (a numbers mismatch), so
@@ -98,7 +100,13 @@ fn main() {
         serde_json::to_string(cached).unwrap(),
         serde_json::to_string(ANSWER).unwrap()
     );
-    assert!(Entry::from_json(entry.as_bytes()).is_some(), "entry JSON");
+    // As the filter stores it (DEFLATE when that is smaller), so a hit pays the inflate too.
+    let entry_json = entry.into_bytes();
+    let entry = semcache_core::packed::pack(&Entry::from_json(&entry_json).expect("entry JSON"));
+    assert!(
+        entry.len() < entry_json.len(),
+        "the stored entry is deflated"
+    );
 
     let headers: Vec<(String, String)> = [
         (":method", "POST"),
@@ -133,13 +141,14 @@ fn main() {
     .into_bytes();
     // The exact lookup is one command (VGETATTR); the expiry scan (ZRANGE, empty here) rides
     // on the semantic lookup.
-    let exact_hit = bulk(entry.as_bytes());
+    let exact_hit = bulk(&entry);
+    let exact_hit_json = bulk(&entry_json);
     let exact_miss = b"$-1\r\n".to_vec();
     let mut vsim = b"*12\r\n".to_vec();
     for (i, score) in ["0.97", "0.93", "0.91", "0.90"].iter().enumerate() {
         vsim.extend(bulk(format!("{:032x}", i + 1).as_bytes()));
         vsim.extend(bulk(score.as_bytes()));
-        vsim.extend(bulk(entry.as_bytes()));
+        vsim.extend(bulk(&entry));
     }
     vsim.extend_from_slice(b"*0\r\n");
     fn ok(target: Target, b: &[u8]) -> CalloutResult<'_> {
@@ -149,49 +158,41 @@ fn main() {
             body: b,
         }
     }
+    // A request's headers and body, as the glue feeds them.
+    let start = |body: &[u8]| {
+        let mut m = Machine::new(Rc::clone(&settings));
+        let mut fx = Vec::new();
+        let head = RequestHead {
+            method: "POST",
+            path: "/v1/chat/completions",
+            headers: &headers,
+            attributes: vec![],
+        };
+        m.on_request_headers(&head, &mut fx);
+        m.on_request_body(body, now_ms, &mut fx);
+        (m, fx)
+    };
     let n = 20_000;
 
     time("exact_hit", n, 1, || {
-        let mut m = Machine::new(Rc::clone(&settings));
-        let mut fx = Vec::new();
-        let head = RequestHead {
-            method: "POST",
-            path: "/v1/chat/completions",
-            headers: &headers,
-            attributes: vec![],
-        };
-        m.on_request_headers(&head, &mut fx);
-        m.on_request_body(&cached_body, now_ms, &mut fx);
+        let (mut m, mut fx) = start(&cached_body);
         m.on_callout(ok(Target::Bridge, &exact_hit), now_ms, &mut fx);
         served(&fx)
     });
+    time("exact_hit_json", n, 1, || {
+        let (mut m, mut fx) = start(&cached_body);
+        m.on_callout(ok(Target::Bridge, &exact_hit_json), now_ms, &mut fx);
+        served(&fx)
+    });
     time("semantic_hit", n, 1, || {
-        let mut m = Machine::new(Rc::clone(&settings));
-        let mut fx = Vec::new();
-        let head = RequestHead {
-            method: "POST",
-            path: "/v1/chat/completions",
-            headers: &headers,
-            attributes: vec![],
-        };
-        m.on_request_headers(&head, &mut fx);
-        m.on_request_body(&query_body, now_ms, &mut fx);
+        let (mut m, mut fx) = start(&query_body);
         m.on_callout(ok(Target::Bridge, &exact_miss), now_ms, &mut fx);
         m.on_callout(ok(Target::Embeddings, &embeddings), now_ms, &mut fx);
         m.on_callout(ok(Target::Bridge, &vsim), now_ms, &mut fx);
         served(&fx)
     });
     time("semantic_veto", n, 0, || {
-        let mut m = Machine::new(Rc::clone(&settings));
-        let mut fx = Vec::new();
-        let head = RequestHead {
-            method: "POST",
-            path: "/v1/chat/completions",
-            headers: &headers,
-            attributes: vec![],
-        };
-        m.on_request_headers(&head, &mut fx);
-        m.on_request_body(&vetoed_body, now_ms, &mut fx);
+        let (mut m, mut fx) = start(&vetoed_body);
         m.on_callout(ok(Target::Bridge, &exact_miss), now_ms, &mut fx);
         m.on_callout(ok(Target::Embeddings, &embeddings), now_ms, &mut fx);
         m.on_callout(ok(Target::Bridge, &vsim), now_ms, &mut fx);
