@@ -158,6 +158,7 @@ struct RawConfig {
     top_k: Option<u32>,
     search_ef: Option<u32>,
     search_nothread: Option<bool>,
+    compress_entries: Option<bool>,
     guards: Option<RawGuards>,
     local_cache: Option<RawLocalCache>,
     headers: Option<RawHeaders>,
@@ -257,6 +258,8 @@ pub struct Config {
     pub search_ef: u32,
     /// Vector sets: `VSIM … NOTHREAD` (search on Redis's main thread).
     pub search_nothread: bool,
+    /// Store entries DEFLATE-compressed (`packed`).
+    pub compress_entries: bool,
     pub guards: GuardsConfig,
     pub local_cache: LocalCacheConfig,
     pub headers: HeaderNames,
@@ -593,6 +596,7 @@ impl Config {
             // The cache's Redis is its own (a sidecar), and partitions are small: the main
             // thread is faster and cheaper than a thread per search (README, search_nothread).
             search_nothread: raw.search_nothread.unwrap_or(true),
+            compress_entries: raw.compress_entries.unwrap_or(true),
             guards,
             local_cache,
             headers,

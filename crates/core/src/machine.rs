@@ -20,7 +20,7 @@ use crate::request::{self, ApiKind, Endpoint};
 use crate::resp::{decode_replies, Pipeline};
 use crate::settings::Settings;
 use crate::sse::Assembler;
-use crate::store::{redisearch::Redisearch, vset::VectorSets, Storage, StoreError};
+use crate::store::{redisearch::Redisearch, vset::VectorSets, Storage, StoreError, CLEANUP_BATCH};
 
 /// What the host should do with the current callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,12 +387,15 @@ impl Machine {
         });
         let id = partition::entry_id(&ns, &p.exact);
         let storage: Rc<dyn StorageDyn> = match cfg.backend {
-            Backend::VectorSets => {
-                Rc::new(VectorSets::new(&cfg.key_prefix, &ns).nothread(cfg.search_nothread))
-            }
-            Backend::Redisearch => {
-                Rc::new(Redisearch::new(&cfg.key_prefix, &ns, &cfg.embeddings.model))
-            }
+            Backend::VectorSets => Rc::new(
+                VectorSets::new(&cfg.key_prefix, &ns)
+                    .nothread(cfg.search_nothread)
+                    .compress(cfg.compress_entries),
+            ),
+            Backend::Redisearch => Rc::new(
+                Redisearch::new(&cfg.key_prefix, &ns, &cfg.embeddings.model)
+                    .compress(cfg.compress_entries),
+            ),
         };
         let ctx = Box::new(Ctx {
             kind: parsed.kind,
@@ -539,14 +542,8 @@ impl Machine {
                     now_ms.saturating_sub(started),
                 ));
                 let replies = self.lookup_replies(&mut ctx, ok, res.body, effects);
-                let mut expired = std::mem::take(&mut ctx.expired);
-                let candidates = replies.and_then(|r| {
-                    reply_ok(
-                        ctx.storage.parse_semantic(&r, now_ms, &mut expired),
-                        effects,
-                    )
-                });
-                ctx.expired = expired;
+                let candidates =
+                    replies.and_then(|r| reply_ok(ctx.storage.parse_semantic(&r), effects));
                 let Some(candidates) = candidates else {
                     return self.fail_open(
                         ctx,
@@ -565,13 +562,24 @@ impl Machine {
                         }
                         break;
                     }
-                    match query.check(&cfg.guards, &c.entry.prompt) {
+                    // Decoded only now: the nearest candidate usually decides.
+                    let Some(entry) = c.entry() else {
+                        continue;
+                    };
+                    if !entry.is_live(now_ms) {
+                        // Never served; the next store removes it.
+                        if ctx.expired.len() < CLEANUP_BATCH && !ctx.expired.contains(&c.id) {
+                            ctx.expired.push(c.id.clone());
+                        }
+                        continue;
+                    }
+                    match query.check(&cfg.guards, &entry.prompt) {
                         None => {
                             effects.push(Effect::Record(
                                 Histogram::HitDistance,
                                 (c.distance * 1e4).round() as u64,
                             ));
-                            return self.serve(&ctx, &c.entry, Some(c.distance), now_ms, effects);
+                            return self.serve(&ctx, &entry, Some(c.distance), now_ms, effects);
                         }
                         Some(v) => {
                             effects.push(Effect::Count(Counter::Vetoed(v), 1));

@@ -36,6 +36,16 @@ pub fn pack(entry: &Entry) -> Vec<u8> {
     out
 }
 
+/// The stored form under the `compress_entries` setting: packed, or plain JSON (which costs
+/// Redis more memory but spares every hit the inflate).
+pub fn encode(entry: &Entry, compress: bool) -> Vec<u8> {
+    if compress {
+        pack(entry)
+    } else {
+        entry.to_json().into_bytes()
+    }
+}
+
 /// The entry in `bytes` (either form); `None` for anything that is not a whole entry.
 pub fn unpack(bytes: &[u8]) -> Option<Entry> {
     match bytes.split_first() {
@@ -102,6 +112,13 @@ mod tests {
         let packed = pack(&e);
         assert!(packed.len() <= e.to_json().len());
         assert_eq!(unpack(&packed), Some(e));
+    }
+
+    #[test]
+    fn compression_can_be_switched_off() {
+        let e = entry(PROSE);
+        assert_eq!(encode(&e, false), e.to_json().into_bytes());
+        assert_eq!(encode(&e, true), pack(&e));
     }
 
     #[test]

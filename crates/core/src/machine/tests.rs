@@ -854,3 +854,101 @@ fn a_run_of_exact_hits_stops_the_speculation_and_misses_bring_it_back() {
     ));
     assert_eq!(targets(&mut m), [Target::Bridge]);
 }
+
+#[test]
+fn candidates_are_decoded_in_order_skipping_unreadable_and_expired_ones() {
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    callout(&mut m, Some(200), b"$-1\r\n");
+    callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    let expired = Entry {
+        expires_at: 1_000_000, // before the callout's now (1_000_100)
+        ..Entry::from_json(entry_json("Capital of France?", "Old.").as_bytes()).unwrap()
+    };
+    let live = crate::packed::pack(
+        &Entry::from_json(entry_json("Tell me the capital of France.", "Paris.").as_bytes())
+            .unwrap(),
+    );
+    let mut wire = b"*12\r\n".to_vec();
+    for (id, score, stored) in [
+        ("old", "0.99", expired.to_json().into_bytes()),
+        ("bad", "0.98", b"Znot deflate".to_vec()),
+        ("new", "0.96", live),
+        ("far", "0.50", b"never decoded".to_vec()),
+    ] {
+        wire.extend(bulk(id).as_bytes());
+        wire.extend(bulk(score).as_bytes());
+        wire.extend(format!("${}\r\n", stored.len()).as_bytes());
+        wire.extend(&stored);
+        wire.extend(b"\r\n");
+    }
+    wire.extend(b"*0\r\n");
+    let fx = callout(&mut m, Some(200), &wire);
+    let (h, body) = local_reply(&fx).expect("the live candidate is served");
+    assert_eq!(hdr(h, "x-semcache-distance"), Some("0.0800"));
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "Paris.");
+    assert!(fx
+        .iter()
+        .all(|e| !matches!(e, Effect::Count(Counter::Vetoed(_), _))));
+
+    // The expired one is collected for the next store to remove.
+    let mut m = machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    callout(&mut m, Some(200), b"$-1\r\n");
+    callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    let stored = expired.to_json();
+    callout(
+        &mut m,
+        Some(200),
+        format!(
+            "*3\r\n{}{}{}*0\r\n",
+            bulk("old"),
+            bulk("0.99"),
+            bulk(&stored)
+        )
+        .as_bytes(),
+    );
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    m.on_response_body(UPSTREAM, true, 0, &mut fx);
+    let body = String::from_utf8_lossy(&dispatched(&fx)[0].body).into_owned();
+    assert!(body.contains("VREM") && body.contains("old"), "{body}");
+}
+
+#[test]
+fn compress_entries_decides_the_stored_form() {
+    let answer = "Paris is the capital of France, and the capital of France is Paris. ".repeat(8);
+    let upstream = serde_json::json!({"object": "chat.completion", "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+        "finish_reason": "stop"}]})
+    .to_string();
+    let stored = |cfg: &str| {
+        let mut m = machine_with(cfg);
+        start(&mut m, &[("x-tenant", "t1")], BODY);
+        callout(&mut m, Some(200), b"$-1\r\n");
+        callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+        callout(&mut m, Some(200), b"*0\r\n*0\r\n");
+        let mut fx = Vec::new();
+        m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+        m.on_response_body(upstream.as_bytes(), true, 0, &mut fx);
+        let cmds = crate::resp::decode_replies(&dispatched(&fx)[0].body, 6).unwrap();
+        let crate::resp::Reply::Array(args) = &cmds[0] else {
+            panic!("{cmds:?}")
+        };
+        let args: Vec<&[u8]> = args.iter().filter_map(|a| a.as_bytes()).collect();
+        args[args.iter().position(|a| *a == b"SETATTR").unwrap() + 1].to_vec()
+    };
+    let deflated = stored(CFG);
+    let plain = stored(&CFG.replace(
+        "\"score_threshold\"",
+        "\"compress_entries\":false,\"score_threshold\"",
+    ));
+    assert_eq!(deflated[0], b'Z');
+    assert_eq!(plain[0], b'{');
+    assert!(deflated.len() < plain.len());
+    assert_eq!(
+        crate::packed::unpack(&deflated),
+        crate::packed::unpack(&plain)
+    );
+}

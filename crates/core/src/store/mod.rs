@@ -28,12 +28,24 @@ pub enum StoreError {
     },
 }
 
-/// A semantic candidate: an entry and its cosine distance to the query.
+/// How many expired ids one request collects for the next store to remove, at most.
+pub const CLEANUP_BATCH: usize = 32;
+
+/// A semantic candidate: its cosine distance to the query and its entry as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub id: String,
     pub distance: f64,
-    pub entry: Entry,
+    /// Decoded (inflated, parsed) only when the candidate is considered: the nearest one
+    /// usually decides, so the others are never decoded.
+    pub stored: Vec<u8>,
+}
+
+impl Candidate {
+    /// The entry, or `None` when the stored bytes are not one (such a candidate is skipped).
+    pub fn entry(&self) -> Option<Entry> {
+        packed::unpack(&self.stored)
+    }
 }
 
 pub trait Storage {
@@ -51,13 +63,9 @@ pub trait Storage {
     }
     /// One callout: the `k` nearest entries within `max_distance`, with their payloads.
     fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline;
-    /// Live candidates, nearest first; expired ones are appended to `expired`.
-    fn parse_semantic(
-        &self,
-        replies: &[Reply],
-        now: u64,
-        expired: &mut Vec<String>,
-    ) -> Result<Vec<Candidate>, StoreError>;
+    /// The candidates, nearest first, undecoded: whether each is live is checked by whoever
+    /// decodes it.
+    fn parse_semantic(&self, replies: &[Reply]) -> Result<Vec<Candidate>, StoreError>;
     /// One callout: store the entry and remove what is known to be expired.
     fn store(
         &self,

@@ -39,6 +39,8 @@ pub struct Redisearch {
     /// `(largest distance worth returning, vector dimension)` of the last `semantic_lookup` or
     /// `store`, for the parse of its replies.
     last: Cell<(f64, usize)>,
+    /// Entries stored DEFLATE-compressed (the `compress_entries` setting).
+    compress: bool,
 }
 
 /// The model as it appears in key and index names: lower-case ASCII letters, digits, `-`, `_`
@@ -100,7 +102,13 @@ impl Redisearch {
             model: model_tag(embedding_model),
             ns: namespace.to_string(),
             last: Cell::new((2.0, 0)),
+            compress: true,
         }
+    }
+
+    pub fn compress(mut self, on: bool) -> Self {
+        self.compress = on;
+        self
     }
 
     /// The key prefix every entry of this model shares (the index's `PREFIX`).
@@ -192,12 +200,7 @@ impl Storage for Redisearch {
         p
     }
 
-    fn parse_semantic(
-        &self,
-        replies: &[Reply],
-        now: u64,
-        _expired: &mut Vec<String>,
-    ) -> Result<Vec<Candidate>, StoreError> {
+    fn parse_semantic(&self, replies: &[Reply]) -> Result<Vec<Candidate>, StoreError> {
         let [reply] = replies else {
             return Err(StoreError::Shape("semantic lookup expects 1 reply"));
         };
@@ -231,19 +234,19 @@ impl Storage for Redisearch {
             let Some(fields) = doc[1].as_array() else {
                 continue;
             };
-            let (mut distance, mut entry) = (None, None);
+            let (mut distance, mut stored) = (None, None);
             for pair in fields.chunks_exact(2) {
                 match pair[0].as_str() {
                     Some("d") => distance = parse_f64(&pair[1]),
-                    Some("a") => entry = pair[1].as_bytes().and_then(packed::unpack),
+                    Some("a") => stored = pair[1].as_bytes(),
                     _ => {}
                 }
             }
             let Some(distance) = distance else {
                 return Err(StoreError::Shape("FT.SEARCH distance"));
             };
-            // An entry that cannot be read or is past its expiry cannot be served.
-            let Some(entry) = entry.filter(|e| e.is_live(now)) else {
+            // Without the entry field there is nothing to serve.
+            let Some(stored) = stored else {
                 continue;
             };
             // FP32 rounding can give an exact duplicate a distance of -1e-7.
@@ -254,7 +257,7 @@ impl Storage for Redisearch {
             out.push(Candidate {
                 id: self.id_of(key).to_string(),
                 distance,
-                entry,
+                stored: stored.to_vec(),
             });
         }
         out.sort_by(|a, b| a.distance.total_cmp(&b.distance));
@@ -281,7 +284,7 @@ impl Storage for Redisearch {
             b"ns",
             self.ns.as_bytes(),
             b"a",
-            &packed::pack(entry),
+            &packed::encode(entry, self.compress),
         ]);
         p.cmd(&["EXPIRE", &key, &ttl.to_string()]);
         // An index of our name made elsewhere with another DIM or prefix never indexes our
@@ -511,20 +514,15 @@ mod tests {
         let r = Redisearch::new("sc", "n", "m");
         r.semantic_lookup(&[1.0, 0.1], 4, 0.2, 64);
         let replies = decode_replies(TWO_HITS, 1).unwrap();
-        let mut expired = vec![];
-        let c = r.parse_semantic(&replies, 1, &mut expired).unwrap();
+        let c = r.parse_semantic(&replies).unwrap();
         assert_eq!(c.len(), 2);
         // 1 - cos([1, 0.1], [1, 0]) = 0.00496...; the same unit as score_threshold.
         assert!((c[0].distance - (1.0 - 1.0 / 1.01f64.sqrt())).abs() < 1e-6);
         assert!((c[1].distance - 0.144268).abs() < 1e-6);
-        assert_eq!(c[0].entry.content, "a");
-        assert!(expired.is_empty());
-        // Past its expiry: skipped, and nothing to clean up (Redis expires the hash).
-        assert!(r
-            .parse_semantic(&replies, 2_000_000_000, &mut expired)
-            .unwrap()
-            .is_empty());
-        assert!(expired.is_empty());
+        let entry = c[0].entry().unwrap();
+        assert_eq!(entry.content, "a");
+        // Whoever decodes it checks its expiry (the machine; Redis expires the hash itself).
+        assert!(entry.is_live(1) && !entry.is_live(2_000_000_000));
     }
 
     #[test]
@@ -547,7 +545,7 @@ mod tests {
         let r = rs();
         r.semantic_lookup(&[1.0, 0.1], 3, 0.2, 64);
         let c = r
-            .parse_semantic(&decode_replies(wire.as_bytes(), 1).unwrap(), 1, &mut vec![])
+            .parse_semantic(&decode_replies(wire.as_bytes(), 1).unwrap())
             .unwrap();
         let ids: Vec<&str> = c.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["r17", "r35", "r9"]);
@@ -558,11 +556,11 @@ mod tests {
         let r = rs();
         r.semantic_lookup(&[1.0, 0.1], 4, 0.1, 64);
         let replies = decode_replies(TWO_HITS, 1).unwrap();
-        let c = r.parse_semantic(&replies, 1, &mut vec![]).unwrap();
+        let c = r.parse_semantic(&replies).unwrap();
         // 0.144 > 0.1 + 0.02: not even reported as the nearest miss.
         assert_eq!(c.len(), 1);
         r.semantic_lookup(&[1.0, 0.1], 4, 0.13, 64);
-        assert_eq!(r.parse_semantic(&replies, 1, &mut vec![]).unwrap().len(), 2);
+        assert_eq!(r.parse_semantic(&replies).unwrap().len(), 2);
     }
 
     #[test]
@@ -572,7 +570,7 @@ mod tests {
         let e = ENTRY;
         let wire = format!("*3\r\n:1\r\n$12\r\nsc:e:m:{{n}}:x\r\n*4\r\n$1\r\nd\r\n$12\r\n-1.19209e-07\r\n$1\r\na\r\n${}\r\n{e}\r\n", e.len());
         let c = r
-            .parse_semantic(&decode_replies(wire.as_bytes(), 1).unwrap(), 1, &mut vec![])
+            .parse_semantic(&decode_replies(wire.as_bytes(), 1).unwrap())
             .unwrap();
         assert_eq!(c[0].id, "x");
         assert_eq!(c[0].distance, 0.0);
@@ -584,30 +582,27 @@ mod tests {
         r.semantic_lookup(&[1.0, 0.0], 4, 0.2, 64);
         // Captured: no document in the partition.
         let none = decode_replies(b"*1\r\n:0\r\n", 1).unwrap();
-        assert!(r.parse_semantic(&none, 1, &mut vec![]).unwrap().is_empty());
+        assert!(r.parse_semantic(&none).unwrap().is_empty());
         // A document that expired during the query: key without fields (RediSearch < 8).
         let gone = decode_replies(b"*3\r\n:1\r\n$1\r\nk\r\n*-1\r\n", 1).unwrap();
-        assert!(r.parse_semantic(&gone, 1, &mut vec![]).unwrap().is_empty());
+        assert!(r.parse_semantic(&gone).unwrap().is_empty());
         let unreadable = decode_replies(
             b"*3\r\n:1\r\n$1\r\nk\r\n*4\r\n$1\r\nd\r\n$1\r\n0\r\n$1\r\na\r\n$2\r\nno\r\n",
             1,
         )
         .unwrap();
-        assert!(r
-            .parse_semantic(&unreadable, 1, &mut vec![])
-            .unwrap()
-            .is_empty());
+        // Not an entry: reported as stored, and it decodes to nothing (the machine skips it).
+        let c = r.parse_semantic(&unreadable).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].entry(), None);
         let no_distance =
             decode_replies(b"*3\r\n:1\r\n$1\r\nk\r\n*2\r\n$1\r\na\r\n$2\r\n{}\r\n", 1).unwrap();
         assert!(matches!(
-            r.parse_semantic(&no_distance, 1, &mut vec![]),
+            r.parse_semantic(&no_distance),
             Err(StoreError::Shape(_))
         ));
         let odd = decode_replies(b"*2\r\n:1\r\n$1\r\nk\r\n", 1).unwrap();
-        assert!(matches!(
-            r.parse_semantic(&odd, 1, &mut vec![]),
-            Err(StoreError::Shape(_))
-        ));
+        assert!(matches!(r.parse_semantic(&odd), Err(StoreError::Shape(_))));
     }
 
     #[test]
@@ -620,11 +615,7 @@ mod tests {
             "-Index with name 'sc:idx:m:2' not found\r\n",
         ] {
             let replies = decode_replies(e.as_bytes(), 1).unwrap();
-            assert_eq!(
-                r.parse_semantic(&replies, 1, &mut vec![]).unwrap(),
-                vec![],
-                "{e}"
-            );
+            assert_eq!(r.parse_semantic(&replies).unwrap(), vec![], "{e}");
         }
     }
 
@@ -635,7 +626,7 @@ mod tests {
         // Captured: a 3-d query against an index of that name created with DIM 2.
         let wire = b"-Error parsing vector similarity query: query vector blob size (12) does not match index's expected size (8).\r\n";
         let replies = decode_replies(wire, 1).unwrap();
-        let err = r.parse_semantic(&replies, 1, &mut vec![]).unwrap_err();
+        let err = r.parse_semantic(&replies).unwrap_err();
         assert!(
             matches!(&err, StoreError::IndexMismatch { index, dim: 3, .. } if index == "sc:idx:m:3")
         );
@@ -647,7 +638,7 @@ mod tests {
         assert!(msg.contains("FT.DROPINDEX"), "{msg}");
         let other = decode_replies(b"-Syntax error at offset 6 near a\r\n", 1).unwrap();
         assert!(matches!(
-            r.parse_semantic(&other, 1, &mut vec![]),
+            r.parse_semantic(&other),
             Err(StoreError::Redis(_))
         ));
     }

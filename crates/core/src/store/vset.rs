@@ -15,14 +15,12 @@
 //! entries under traffic; both keys also carry a native TTL of at least the longest entry TTL
 //! (`EXPIRE NX` + `EXPIRE GT`), so an idle partition disappears from Redis entirely.
 
-use super::{exact_entry, first_error, Candidate, Storage, StoreError};
+use super::{exact_entry, first_error, Candidate, Storage, StoreError, CLEANUP_BATCH};
 use crate::embeddings::to_fp32_blob;
 use crate::entry::Entry;
 use crate::packed;
 use crate::resp::{Pipeline, Reply};
 
-/// How many expired ids one request cleans up at most.
-const CLEANUP_BATCH: usize = 32;
 /// VSIM scores are computed on Q8-quantised vectors: search slightly wider, then compare the
 /// exact threshold here.
 const EPSILON_MARGIN: f64 = 0.01;
@@ -32,6 +30,8 @@ pub struct VectorSets {
     x: String,
     /// `VSIM … NOTHREAD` (the `search_nothread` setting).
     nothread: bool,
+    /// Entries stored DEFLATE-compressed (the `compress_entries` setting).
+    compress: bool,
 }
 
 impl VectorSets {
@@ -40,7 +40,13 @@ impl VectorSets {
             vs: format!("{prefix}:{{{namespace}}}:vs"),
             x: format!("{prefix}:{{{namespace}}}:x"),
             nothread: false,
+            compress: true,
         }
+    }
+
+    pub fn compress(mut self, on: bool) -> Self {
+        self.compress = on;
+        self
     }
 
     /// Searches on Redis's main thread instead of a thread started for each `VSIM`: about
@@ -133,12 +139,7 @@ impl Storage for VectorSets {
         p
     }
 
-    fn parse_semantic(
-        &self,
-        replies: &[Reply],
-        now: u64,
-        expired: &mut Vec<String>,
-    ) -> Result<Vec<Candidate>, StoreError> {
+    fn parse_semantic(&self, replies: &[Reply]) -> Result<Vec<Candidate>, StoreError> {
         let [reply] = replies else {
             return Err(StoreError::Shape("semantic lookup expects 1 reply"));
         };
@@ -156,20 +157,14 @@ impl Storage for VectorSets {
         for t in items.chunks_exact(3) {
             let id = t[0].as_str().ok_or(StoreError::Shape("VSIM element"))?;
             let score = parse_f64(&t[1]).ok_or(StoreError::Shape("VSIM score"))?;
-            // An element without a readable entry cannot be served; skip it.
-            let Some(entry) = t[2].as_bytes().and_then(packed::unpack) else {
+            // An element without an attribute cannot be served; skip it.
+            let Some(stored) = t[2].as_bytes() else {
                 continue;
             };
-            if !entry.is_live(now) {
-                if expired.len() < CLEANUP_BATCH && !expired.iter().any(|e| e == id) {
-                    expired.push(id.to_string());
-                }
-                continue;
-            }
             out.push(Candidate {
                 id: id.to_string(),
                 distance: score_to_distance(score),
-                entry,
+                stored: stored.to_vec(),
             });
         }
         out.sort_by(|a, b| a.distance.total_cmp(&b.distance));
@@ -201,7 +196,7 @@ impl Storage for VectorSets {
             id.as_bytes(),
             b"Q8",
             b"SETATTR",
-            &packed::pack(entry),
+            &packed::encode(entry, self.compress),
         ]);
         let exp = entry.expires_at.to_string();
         p.cmd(&["ZADD", &self.x, &exp, id]);
@@ -292,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn semantic_reply_sorts_and_drops_expired() {
+    fn semantic_reply_sorts_and_leaves_decoding_to_the_reader() {
         let v = VectorSets::new("sc", "n");
         let a = entry(100).to_json();
         let b = entry(10).to_json();
@@ -302,14 +297,21 @@ mod tests {
             a.len(), a, b.len(), b
         );
         let replies = decode_replies(wire.as_bytes(), 1).unwrap();
-        let mut expired = vec![];
-        let c = v.parse_semantic(&replies, 50, &mut expired).unwrap();
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].id, "a");
-        assert!((c[0].distance - 0.1).abs() < 1e-9);
-        assert_eq!(expired, vec!["b".to_string()]);
+        let c = v.parse_semantic(&replies).unwrap();
+        // Nearest first: b (score 0.99, distance 0.02), then a (distance 0.1).
+        assert_eq!(
+            c.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["b", "a"]
+        );
+        assert!((c[1].distance - 0.1).abs() < 1e-9);
+        assert_eq!(
+            c[0].entry(),
+            Some(entry(10)),
+            "expired or not, decoded as stored"
+        );
+        assert_eq!(c[1].stored, a.as_bytes());
         let none = decode_replies(b"*0\r\n", 1).unwrap();
-        assert!(v.parse_semantic(&none, 1, &mut expired).unwrap().is_empty());
+        assert!(v.parse_semantic(&none).unwrap().is_empty());
     }
 
     #[test]
