@@ -265,6 +265,11 @@ pub fn parse_response(body: &[u8], expected_dims: Option<u32>) -> Result<Vec<f32
         Embedding::Floats(floats) => floats.ok_or(EmbeddingError::Undecodable)?,
         Embedding::Other => return Err(EmbeddingError::Undecodable),
     };
+    checked(vector, expected_dims)
+}
+
+/// A decoded vector, if it has the expected size and can be compared at all.
+fn checked(vector: Vec<f32>, expected_dims: Option<u32>) -> Result<Vec<f32>, EmbeddingError> {
     if let Some(d) = expected_dims {
         if vector.len() != d as usize {
             return Err(EmbeddingError::Dimensions {
@@ -337,20 +342,7 @@ mod tests {
                 .ok_or(EmbeddingError::Undecodable)?,
             _ => return Err(EmbeddingError::Undecodable),
         };
-        let d = dims.map_or(vector.len(), |d| d as usize);
-        if vector.len() != d {
-            return Err(EmbeddingError::Dimensions {
-                expected: d as u32,
-                got: vector.len(),
-            });
-        }
-        if vector.is_empty()
-            || vector.iter().any(|x| !x.is_finite())
-            || vector.iter().all(|x| *x == 0.0)
-        {
-            return Err(EmbeddingError::Degenerate);
-        }
-        Ok(vector)
+        checked(vector, dims)
     }
 
     #[test]
