@@ -625,9 +625,9 @@ fn local_put(fx: &[Effect]) -> Option<(&String, &Vec<u8>)> {
     })
 }
 
-#[test]
-fn local_tier_is_filled_by_a_redis_exact_hit_and_then_answers_alone() {
-    // First request: the local tier is empty, Redis has the entry.
+/// A request the local tier cannot answer (empty slot), answered by Redis: the slot's key and
+/// the value the hit puts there.
+fn local_fill_from_redis() -> (String, Vec<u8>) {
     let mut m = machine_with(LOCAL_CFG);
     let (a, fx) = start(&mut m, &[], BODY);
     assert_eq!(a, Action::Pause);
@@ -646,7 +646,13 @@ fn local_tier_is_filled_by_a_redis_exact_hit_and_then_answers_alone() {
     assert!(local_reply(&fx).is_some());
     let (put_key, value) = local_put(&fx).expect("a Redis hit fills the local tier");
     assert_eq!(put_key, &key);
-    let value = value.clone();
+    (key, value.clone())
+}
+
+#[test]
+fn local_tier_is_filled_by_a_redis_exact_hit_and_then_answers_alone() {
+    // First request: the local tier is empty, Redis has the entry.
+    let (key, value) = local_fill_from_redis();
 
     // Second request, same prompt: answered from the local tier, no callout at all.
     let mut m = machine_with(LOCAL_CFG);
@@ -687,15 +693,7 @@ fn local_tier_never_serves_another_id_or_an_expired_entry() {
     assert_eq!(dispatched(&fx)[0].target, Target::Bridge, "on to Redis");
 
     // This id's entry, fetched recently, but past the entry's own expiry: not served.
-    let mut m = machine_with(LOCAL_CFG);
-    let (_, fx) = start(&mut m, &[], BODY);
-    let key = local_get(&fx).unwrap().clone();
-    let mut fx = Vec::new();
-    m.on_local(None, 1_000_050, &mut fx);
-    let e = entry_json("What is the capital of France?", "Paris.");
-    let fx = callout(&mut m, Some(200), bulk(&e).as_bytes());
-    let (_, value) = local_put(&fx).unwrap();
-    let value = value.clone();
+    let (key, value) = local_fill_from_redis();
     let mut m = machine_with(LOCAL_CFG);
     let (_, fx) = start(&mut m, &[], BODY);
     assert_eq!(local_get(&fx), Some(&key));
