@@ -16,6 +16,10 @@ use semcache_embedder::linear::WeightDtype;
 use semcache_embedder::tokenize::TextTokenizer;
 use semcache_embedder::weights::Weights;
 
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::cpu_ms;
+
 const THRESHOLD: f64 = 0.18;
 
 fn last_user(v: &serde_json::Value) -> Option<String> {
@@ -38,17 +42,6 @@ fn rounds() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60)
-}
-
-/// CPU time of this process (all threads).
-fn cpu_ms() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: plain syscall wrapper writing into `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
 fn main() -> anyhow::Result<()> {

@@ -10,17 +10,9 @@ use semcache_embedder::forward::Encoder;
 use semcache_embedder::tokenize::TextTokenizer;
 use semcache_embedder::weights::Weights;
 
-/// CPU time of this process (all threads): on a shared, busy machine this is steadier than the
-/// wall clock.
-fn cpu_ms() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: plain syscall wrapper writing into `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
-}
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::cpu_ms;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

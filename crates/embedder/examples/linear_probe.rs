@@ -6,15 +6,9 @@
 use semcache_embedder::linear::{linear, Epilogue, PackedWeight};
 use semcache_embedder::matmul::{matmul, MatRef};
 
-fn cpu_s() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: plain syscall wrapper writing into `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::cpu_ms;
 
 fn main() {
     let (k, n) = (384, 1536);
@@ -29,7 +23,7 @@ fn main() {
             let reps = 2000 / m.max(4) * 4;
             let mut line = format!("m={m:4} {label:4}:");
             for imp in ["packed", "gemm-crate"] {
-                let t = cpu_s();
+                let t = cpu_ms() / 1e3;
                 for r in 0..reps {
                     let i = r % count;
                     if imp == "packed" {
@@ -39,7 +33,7 @@ fn main() {
                         matmul(m, n, k, MatRef::rows(&a, k), b, &mut c, n, true);
                     }
                 }
-                let s = cpu_s() - t;
+                let s = cpu_ms() / 1e3 - t;
                 let gf = (2 * m * k * n * reps) as f64 / s / 1e9;
                 line += &format!(
                     "  {imp} {gf:5.1} GFLOP/s ({:6.1} us)",
