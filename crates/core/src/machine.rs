@@ -172,8 +172,8 @@ enum State {
     Done,
 }
 
-/// The two callouts of a speculative exact lookup: when each started, and the embedding once
-/// it is back (its status, and the vector if it was one).
+/// The two callouts of a speculative exact lookup: when both started, and the embedding once it
+/// is back (its status, and the vector if it was one).
 #[derive(Debug)]
 struct Speculation {
     started: u64,
@@ -596,12 +596,7 @@ impl Machine {
                     Histogram::EmbeddingMs,
                     now_ms.saturating_sub(started),
                 ));
-                let dims = self.settings.config.embeddings.dimensions;
-                match if ok {
-                    embeddings::parse_response(res.body, dims).ok()
-                } else {
-                    None
-                } {
+                match self.parse_vector(ok, res.body) {
                     Some(v) => {
                         ctx.vector = Some(v);
                         self.dispatch_store(&ctx, completion, now_ms, effects);
@@ -1103,15 +1098,7 @@ impl Machine {
 
     /// Whether the machine is waiting for a callout (so a failed dispatch must be reported).
     pub fn awaiting_callout(&self) -> bool {
-        matches!(
-            self.state,
-            State::ExactLookup(..)
-                | State::ExactAndEmbedding(..)
-                | State::Embedding(..)
-                | State::SemanticLookup(..)
-                | State::EmbeddingForStore(..)
-                | State::Storing(_)
-        )
+        self.awaiting().is_some() || matches!(self.state, State::ExactAndEmbedding(..))
     }
 }
 
