@@ -4,7 +4,8 @@
 //! entry to a little over half (measured in docs/bench.md, "Redis memory"). That is Redis
 //! memory, the cost that grows with the cache. The JSON form is kept whenever compressing does
 //! not make it smaller, and both forms are read, so entries written by an older filter stay
-//! readable. Only stores compress; a hit inflates about 1 KB, a few microseconds.
+//! readable. Only stores compress; a hit inflates about 1.3 KB, some 11 µs natively (40 µs in V8),
+//! which is why `compress_entries` can turn it off.
 
 use miniz_oxide::deflate::compress_to_vec;
 use miniz_oxide::inflate::decompress_to_vec_with_limit;
