@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import struct
+import zlib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -177,9 +178,35 @@ def machine_events() -> list[bytes]:
     return out
 
 
+def deflate(b: bytes) -> bytes:
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)  # raw DEFLATE, as miniz_oxide writes it
+    return c.compress(b) + c.flush()
+
+
+def packed_decode() -> list[bytes]:
+    prose = ("To reset your password, open the sign-in page and choose the link below the password "
+             "field. A message with a one-time link arrives within a few minutes. ") * 3
+    entries = [
+        {"e": 1764480000000, "t": 1764400000000, "q": "how do i reset my password", "m": "gpt-4o-mini",
+         "r": prose, "u": {"prompt_tokens": 12, "completion_tokens": 90, "total_tokens": 102}},
+        {"e": 200, "t": 100, "q": "q", "m": "", "r": "Paris."},
+        {"e": 0, "t": 0, "q": "caf\u00e9 \ud83c\udf89", "m": "m", "r": "tab\tquote\"\u0000", "u": None},
+        {"e": 18446744073709551615, "t": 1, "q": "", "m": "m", "r": "x",
+         "u": {"prompt_tokens": 1.5, "details": {"cached_tokens": 0}, "x": [1, -2, 3e7]}},
+    ]
+    texts = [json.dumps(e, separators=(",", ":")).encode() for e in entries]
+    texts.append(json.dumps({"e": 5, "t": 4, "q": "é 🎉", "m": "m", "r": "ünïcode"}, ensure_ascii=False).encode())
+    out = list(texts) + [b"Z" + deflate(t) for t in texts]
+    out += [b"Z" + deflate(texts[0])[:40],               # truncated
+            b"Z" + deflate(b'{"hello":1}'),              # DEFLATE of something else
+            b"Z" + deflate(b"\0" * (1 << 20)),           # a small bomb: 1 MiB of zeros
+            b"Znot deflate at all", b"Z", b"", b" " + texts[1], b'{"e":1}']
+    return out
+
+
 for name, fn in [("request_parse", request_parse), ("prompt_canonical", prompt_canonical),
                  ("sse_assemble", sse_assemble), ("resp_decode", resp_decode),
                  ("config_parse", config_parse), ("guards_check", guards_check),
-                 ("machine_events", machine_events)]:
+                 ("machine_events", machine_events), ("packed_decode", packed_decode)]:
     write(name, fn())
     print(f"{name}: {len(list((HERE / name).iterdir()))} seeds")

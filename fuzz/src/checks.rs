@@ -15,6 +15,7 @@ use semcache_core::config::{Config, GuardsConfig};
 use semcache_core::entry::{Entry, Render};
 use semcache_core::guards;
 use semcache_core::machine::{Action, CalloutResult, Effect, Machine, RequestHead, Target};
+use semcache_core::packed;
 use semcache_core::partition::{self, PartitionInput};
 use semcache_core::prompt;
 use semcache_core::request::{self, ApiKind, Message};
@@ -35,6 +36,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("config_parse", config_parse),
     ("guards_check", guards_check),
     ("machine_events", machine_events),
+    ("packed_decode", packed_decode),
 ];
 
 /// A cursor over the fuzzer's bytes; running out yields zeros / empty slices.
@@ -628,5 +630,57 @@ pub fn machine_events(data: &[u8]) {
             m.awaiting_callout(),
             m.reading_body(),
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the stored form of an entry (read back from Redis: untrusted)
+
+/// `bytes` as raw DEFLATE in stored (uncompressed) blocks, so the fuzzer's JSON reaches the
+/// inflating path too.
+fn deflate_stored(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 5 * (bytes.len() / 0xffff + 1));
+    let mut chunks = bytes.chunks(0xffff).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(c) = chunks.next() {
+        out.push(u8::from(chunks.peek().is_none())); // BFINAL, BTYPE 00
+        let n = c.len() as u16;
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&(!n).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+    out
+}
+
+/// The input as a stored value, and as the JSON inside a `Z` value: decoding never panics (a
+/// DEFLATE bomb is refused by `unpack`'s inflate limit); both forms read the same; an entry that
+/// decodes is stored again, compressed or not, as a value that decodes to the same entry.
+pub fn packed_decode(data: &[u8]) {
+    let plain = Entry::from_json(data);
+    let direct = packed::unpack(data);
+    if data.first() != Some(&b'Z') {
+        assert_eq!(direct, plain, "unpack differs from Entry::from_json");
+    }
+    let mut z = vec![b'Z'];
+    z.extend(deflate_stored(data));
+    assert_eq!(
+        packed::unpack(&z),
+        plain,
+        "the deflated form reads differently"
+    );
+    for e in direct.iter().chain(plain.iter()) {
+        let json = packed::encode(e, false);
+        assert_eq!(json, e.to_json().into_bytes());
+        let packed = packed::encode(e, true);
+        assert!(packed.len() <= json.len(), "packing made the entry bigger");
+        for (form, bytes) in [("json", &json), ("packed", &packed)] {
+            assert_eq!(
+                packed::unpack(bytes).as_ref(),
+                Some(e),
+                "the {form} form does not read back"
+            );
+        }
     }
 }
