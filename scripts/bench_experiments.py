@@ -278,6 +278,81 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
     return out
 
 
+def search_ef(args, env: dict) -> dict:
+    """`VSIM` recall and latency against its exploration factor (`search_ef`): partitions of real
+    embeddings (eval texts plus random prompts) built with the filter's own `VADD … Q8`, queried
+    with the eval's paraphrase queries; recall is measured against the exact nearest neighbours
+    (`VSIM … TRUTH`). Direct to Redis, one persistent connection, `NOTHREAD` as the filter sends."""
+    import base64
+    import socket
+    import statistics
+    from stack import _resp_encode, _resp_read
+
+    single = [json.loads(line) for line in bench.EVAL_SINGLE.read_text().splitlines()]
+    stored = list(dict.fromkeys(d["cached"]["messages"][-1]["content"] for d in single))
+    queries = list(dict.fromkeys(d["query"]["messages"][-1]["content"] for d in single))
+    sizes = [int(x) for x in args.ef_sizes.split(",")]
+    efs = [int(x) for x in args.ef_values.split(",")]
+    fill = [p.replace("{N}", f"e{i}") for i, p in enumerate(bench.random_prompts(max(sizes), 11))]
+    out: dict = {"queries": len(queries), "k": 4}
+    with Stack(mock_latency_ms=0, env=env) as s:
+        client = bench.Client(s.embedder_url, timeout=60)
+
+        def embed(texts: list[str]) -> list[bytes]:
+            blobs = []
+            for i in range(0, len(texts), 32):
+                st, _, b = client.post("/v1/embeddings", json.dumps(
+                    {"model": "all-MiniLM-L6-v2", "input": texts[i:i + 32],
+                     "encoding_format": "base64"}), {})
+                assert st == 200, b[:200]
+                blobs += [base64.b64decode(d["embedding"]) for d in json.loads(b)["data"]]
+            return blobs
+
+        t0 = time.monotonic()
+        qv = embed(queries)
+        corpus = stored + fill
+        cv = embed(corpus[:max(sizes)])
+        print(f"embedded {len(qv)} queries and {len(cv)} corpus texts in "
+              f"{time.monotonic() - t0:.0f} s", flush=True)
+        sock = socket.create_connection(("127.0.0.1", s.redis_port))
+        f = sock.makefile("rb")
+
+        def cmd(*a):
+            sock.sendall(_resp_encode(a))
+            return _resp_read(f)
+
+        for n in sizes:
+            key = f"efexp:{n}"
+            for i, v in enumerate(cv[:n]):
+                cmd("VADD", key, "FP32", v, f"id{i}", "Q8", "SETATTR", "x" * 600)
+            truth = [cmd("VSIM", key, "FP32", v, "WITHSCORES", "COUNT", 4, "TRUTH", "NOTHREAD")
+                     for v in qv]
+            top = [[t[j] for j in range(0, len(t), 2)] for t in truth]
+            row: dict = {}
+            for _ in range(args.rounds):
+                for ef in efs:
+                    lat, hit1, overlap = [], 0, 0
+                    for v, want in zip(qv, top):
+                        a = time.perf_counter()
+                        r = cmd("VSIM", key, "FP32", v, "WITHSCORES", "WITHATTRIBS", "COUNT", 4,
+                                "EF", ef, "NOTHREAD")
+                        lat.append((time.perf_counter() - a) * 1000)
+                        got = [r[j] for j in range(0, len(r), 3)]
+                        hit1 += bool(got) and got[0] == want[0]
+                        overlap += len(set(got) & set(want))
+                    e = row.setdefault(f"ef_{ef}", {"p50_ms": [], "recall_at_1": None})
+                    e["p50_ms"].append(round(statistics.median(lat), 4))
+                    e["recall_at_1"] = round(hit1 / len(qv), 4)
+                    e["recall_at_4"] = round(overlap / (4 * len(qv)), 4)
+            for ef_name, e in row.items():
+                print(f"{n:6} vectors {ef_name:7} VSIM p50 per round {e['p50_ms']} ms, "
+                      f"recall@1 {e['recall_at_1']:.4f}, recall@4 {e['recall_at_4']:.4f}", flush=True)
+            out[str(n)] = row
+            cmd("DEL", key)
+        sock.close()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default="default,nohold,nohold_h2,nohold_buffer,hold_only")
@@ -289,6 +364,10 @@ def main() -> int:
     ap.add_argument("--store-race", action="store_true", help="the store-after-close check instead")
     ap.add_argument("--embedder-gap", action="store_true", help="embedder latency after idle gaps")
     ap.add_argument("--memory", action="store_true", help="only the Redis memory row")
+    ap.add_argument("--ef", action="store_true",
+                    help="VSIM recall and latency against EF (search_ef), direct to Redis")
+    ap.add_argument("--ef-sizes", default="2000,20000", help="--ef: partition sizes")
+    ap.add_argument("--ef-values", default="16,32,64,128", help="--ef: EF values")
     ap.add_argument("--answer-bytes", type=int, default=None,
                     help="--memory: lengthen the mock's answers to this (bench: 1000; 0: ~470 B)")
     ap.add_argument("--rounds", type=int, default=3)
@@ -320,6 +399,10 @@ def main() -> int:
         results["embedder_gap"] = embedder_gap(env, args.rounds)
         (out / "experiments-embedder-gap.json").write_text(json.dumps(results, indent=2) + "\n")
         return 0
+    if args.ef:
+        results["search_ef"] = search_ef(args, env)
+        (out / "experiments-ef.json").write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     if args.memory:
         if args.answer_bytes is not None:
             bench.MEMORY_ANSWER_BYTES = args.answer_bytes
@@ -339,19 +422,25 @@ def main() -> int:
         results["conditions"]["loadavg_end"] = __import__("os").getloadavg()[0]
         (out / "experiments-semantic.json").write_text(json.dumps(results, indent=2) + "\n")
         return 0
-    for variant in args.variants.split(","):
+    for i, variant in enumerate(args.variants.split(",")):
+        # A variant named twice (interleaved rounds) keeps every round: "<variant>#<n>".
+        key = variant if variant not in results else f"{variant}#{i}"
         cfg = {**default_plugin_config()}
         if variant.startswith("nohold"):
             cfg["hold_request_headers"] = False
         elif variant == "hold_only":
             cfg["hold_request_headers"] = True
-        with VariantStack(cfg, mock_latency_ms=0, env=env, variant=variant,
+        venv = env
+        if variant.startswith("bridge_t"):
+            # bridge_t<N>: the bridge serving on N threads (--worker-threads).
+            venv = {**env, "bridge": {"SEMCACHE_BRIDGE_WORKER_THREADS": variant[len("bridge_t"):]}}
+        with VariantStack(cfg, mock_latency_ms=0, env=venv, variant=variant,
                           route_overlays=[("nofilter", None), ("pt", {}),
                                           ("off", {"enabled": False})]) as s:
             pids = {n: p.pid for n, p in s.procs.items()}
             # Headers and body in separate writes, as many clients send them (httpx does).
             probe = split_write_probe(s.envoy_url, exact)
-            results[variant] = {"split_write_request": probe}
+            results[key] = {"split_write_request": probe}
             print(f"{variant:8} a request whose body arrives after its headers: {probe}", flush=True)
             try:
                 for _ in range(2):
@@ -359,10 +448,10 @@ def main() -> int:
                         "/v1/chat/completions", exact, {bench.TENANT: "exact"})
                 primed = h.get("x-semcache-match") == "exact"
             except OSError as e:
-                results[variant]["error"] = f"a single request did not complete: {e}"
+                results[key]["error"] = f"a single request did not complete: {e}"
                 print(f"{variant}: a single request did not complete ({e})", flush=True)
                 continue
-            results[variant]["primed_exact_hit"] = primed
+            results[key]["primed_exact_hit"] = primed
             for name, (path, bodies, headers) in rows.items():
                 if args.rows and name not in args.rows.split(","):
                     continue
@@ -383,7 +472,7 @@ def main() -> int:
                         r["perf_dso"] = perf_dso(data)
                     b = upstream_stats(s)
                     r["upstream"] = {k: b.get(k, 0) - a.get(k, 0) for k in UPSTREAM_STATS}
-                    results[variant][f"{name}_c{c}"] = r
+                    results[key][f"{name}_c{c}"] = r
                     print(f"{variant:8} {name:17} c={c:<3} p50 {r['p50_ms']:7.3f} p99 {r['p99_ms']:7.3f} "
                           f"rps {r['rps']:7.0f} err {r['error_count']:5} envoy {r['cpu_us_per_req'].get('envoy', 0):5.0f}us/req "
                           f"upstream cx {r['upstream']['upstream_cx_total']} rq {r['upstream']['upstream_rq_total']}",
