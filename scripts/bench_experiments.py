@@ -392,6 +392,8 @@ def main() -> int:
         "exact_hit": ("/v1/chat/completions", "fixed", {bench.TENANT: "exact"}),
         "nocache_path_off": ("/nofilter/v1/embeddings", "embed", {}),
         "nocache_path_on": ("/pt/v1/embeddings", "embed", {}),
+        # Only with --rows semantic_hit: seeded per variant below.
+        "semantic_hit": ("/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
     }
     results: dict = {"conditions": {"loadavg_start": __import__("os").getloadavg()[0],
                                     "git_rev": bench.git_rev(), "duration_s": args.duration}}
@@ -430,6 +432,8 @@ def main() -> int:
             cfg["hold_request_headers"] = False
         elif variant == "hold_only":
             cfg["hold_request_headers"] = True
+        elif variant == "nocompress":
+            cfg["compress_entries"] = False
         venv = env
         if variant.startswith("bridge_t"):
             # bridge_t<N>: the bridge serving on N threads (--worker-threads).
@@ -452,8 +456,14 @@ def main() -> int:
                 print(f"{variant}: a single request did not complete ({e})", flush=True)
                 continue
             results[key]["primed_exact_hit"] = primed
+            if args.rows and "semantic_hit" in args.rows.split(","):
+                # The eval's paraphrases in their own small partition (bench.seed_semantic).
+                bodies, info = bench.seed_semantic(s, "sem", 64)
+                wrk.bodies("semantic", bodies)
+                results[key]["semantic_seed"] = info
             for name, (path, bodies, headers) in rows.items():
-                if args.rows and name not in args.rows.split(","):
+                if (args.rows and name not in args.rows.split(",")) or \
+                        (not args.rows and name == "semantic_hit"):
                     continue
                 for c in (args.concurrency, 1) if args.c1 else (args.concurrency,):
                     wrk.run(s.envoy_url + path, bodies, concurrency=c, duration=2, headers=headers)

@@ -101,6 +101,14 @@ pub struct Args {
     #[arg(long, env = "SEMCACHE_BRIDGE_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
 
+    /// Threads serving requests. With 1 (the default) everything runs on one thread: a lookup
+    /// then costs about a third less CPU than with a thread per core, because no request hops
+    /// between threads; each request needs only tens of microseconds, so one thread serves
+    /// thousands per second. More help a bridge shared by many busy Envoys.
+    #[arg(long, env = "SEMCACHE_BRIDGE_WORKER_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
+
     /// Time allowed for Redis to answer one request, in milliseconds (504 after).
     #[arg(long, env = "SEMCACHE_BRIDGE_REDIS_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,

@@ -23,11 +23,24 @@ use crate::http::{AppState, TokenDigest};
 use crate::policy::AllowList;
 use crate::resp::FrameLimits;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(&args)?;
+    let runtime = if args.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.worker_threads.into())
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
 
+async fn serve(args: Args) -> anyhow::Result<()> {
     // rediss:// uses rustls; name the crypto provider explicitly so it does not depend on which
     // provider features happen to be enabled in the dependency graph. An error only means a
     // provider is already installed.

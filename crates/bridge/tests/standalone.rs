@@ -938,3 +938,37 @@ async fn upstash_compatible_json_endpoints() {
         .expect("send");
     assert_eq!(res.status().as_u16(), 401);
 }
+
+#[tokio::test]
+async fn worker_threads_setting() {
+    let redis = RedisServer::start(&[]);
+    let (exit, stderr) = Bridge::builder(&redis.url())
+        .args(["--worker-threads", "0"])
+        .fail();
+    assert!(!exit.success());
+    assert!(stderr.contains("--worker-threads"), "{stderr}");
+
+    // Every other test runs the default single thread; this one the multi-threaded runtime,
+    // with concurrent requests that must each get their own replies.
+    let bridge = Bridge::builder(&redis.url())
+        .args(["--worker-threads", "3"])
+        .start();
+    let client = http();
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let (client, bridge) = (client.clone(), &bridge);
+            let cmds = [
+                cmd!["SET", format!("w{i}"), format!("v{i}")],
+                cmd!["GET", format!("w{i}")],
+            ];
+            async move { post(&client, bridge, &cmds).await.replies() }
+        })
+        .collect();
+    for (i, replies) in futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(replies, [status("OK"), bulk(format!("v{i}"))]);
+    }
+}
