@@ -4,8 +4,9 @@
 //! entry to a little over half (measured in docs/bench.md, "Redis memory"). That is Redis
 //! memory, the cost that grows with the cache. The JSON form is kept whenever compressing does
 //! not make it smaller, and both forms are read, so entries written by an older filter stay
-//! readable. Only stores compress; a hit inflates about 1.3 KB, some 11 µs natively (40 µs in V8),
-//! which is why `compress_entries` can turn it off.
+//! readable; one that would inflate to more than 32 times its stored size is refused (and
+//! never written). Only stores compress; a hit inflates about 1.3 KB, some 11 µs natively and
+//! 45-55 µs of Envoy's CPU in V8, which is why `compress_entries` can turn it off.
 
 use miniz_oxide::deflate::compress_to_vec;
 use miniz_oxide::inflate::decompress_to_vec_with_limit;
@@ -21,6 +22,10 @@ const LEVEL: u8 = 6;
 /// No stored entry inflates beyond this (bodies are capped at 64 MiB each); anything larger is
 /// not ours, and is not decoded.
 const MAX_INFLATED: usize = 1 << 27;
+/// Nor beyond this many times its stored size. DEFLATE can expand about 1000-fold, so without it
+/// a value of 130 KB planted in a shared Redis would grow the VM's memory by 128 MiB on every
+/// read; prose shrinks 2-3-fold, and an entry that shrinks more than this is stored as JSON.
+const MAX_RATIO: usize = 32;
 
 pub fn pack(entry: &Entry) -> Vec<u8> {
     let json = entry.to_json().into_bytes();
@@ -28,7 +33,7 @@ pub fn pack(entry: &Entry) -> Vec<u8> {
         return json;
     }
     let deflated = compress_to_vec(&json, LEVEL);
-    if deflated.len() + 1 >= json.len() {
+    if deflated.len() + 1 >= json.len() || json.len() > inflate_limit(deflated.len() + 1) {
         return json;
     }
     let mut out = Vec::with_capacity(deflated.len() + 1);
@@ -51,10 +56,15 @@ pub fn encode(entry: &Entry, compress: bool) -> Vec<u8> {
 pub fn unpack(bytes: &[u8]) -> Option<Entry> {
     match bytes.split_first() {
         Some((&DEFLATED, rest)) => {
-            Entry::from_json(&decompress_to_vec_with_limit(rest, MAX_INFLATED).ok()?)
+            Entry::from_json(&decompress_to_vec_with_limit(rest, inflate_limit(bytes.len())).ok()?)
         }
         _ => Entry::from_json(bytes),
     }
+}
+
+/// The most a stored value of `stored` bytes may inflate to.
+fn inflate_limit(stored: usize) -> usize {
+    stored.saturating_mul(MAX_RATIO).min(MAX_INFLATED)
 }
 
 #[cfg(test)]
@@ -113,6 +123,21 @@ mod tests {
         let packed = pack(&e);
         assert!(packed.len() <= e.to_json().len());
         assert_eq!(unpack(&packed), Some(e));
+    }
+
+    #[test]
+    fn entries_that_shrink_too_much_stay_json_and_bombs_are_refused() {
+        // Shrinks far more than MAX_RATIO-fold: stored as JSON, read back whole.
+        let e = entry(&"all work and no play. ".repeat(20_000));
+        let stored = pack(&e);
+        assert_eq!(stored, e.to_json().into_bytes());
+        assert_eq!(unpack(&stored), Some(e.clone()));
+        // The same entry deflated by someone else: it would inflate past the ratio, so it is
+        // not decoded at all.
+        let mut bomb = vec![DEFLATED];
+        bomb.extend(compress_to_vec(e.to_json().as_bytes(), LEVEL));
+        assert!(e.to_json().len() > inflate_limit(bomb.len()));
+        assert_eq!(unpack(&bomb), None);
     }
 
     #[test]
