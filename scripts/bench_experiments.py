@@ -438,7 +438,12 @@ def main() -> int:
         if variant.startswith("bridge_t"):
             # bridge_t<N>: the bridge serving on N threads (--worker-threads).
             venv = {**env, "bridge": {"SEMCACHE_BRIDGE_WORKER_THREADS": variant[len("bridge_t"):]}}
-        with VariantStack(cfg, mock_latency_ms=0, env=venv, variant=variant,
+        extra = {}
+        if variant == "simd":
+            # The filter built with wasm SIMD: RUSTFLAGS="-C target-feature=+simd128" cargo build
+            # --target wasm32-wasip1 --profile wasm -p semcache --target-dir target/simd
+            extra["wasm"] = ROOT / "target/simd/wasm32-wasip1/wasm/semcache.wasm"
+        with VariantStack(cfg, mock_latency_ms=0, env=venv, variant=variant, **extra,
                           route_overlays=[("nofilter", None), ("pt", {}),
                                           ("off", {"enabled": False})]) as s:
             pids = {n: p.pid for n, p in s.procs.items()}
