@@ -10,7 +10,8 @@
 # is not on PATH.
 #
 # Each target starts from fuzz/seeds/<target>/ and keeps what it learns in fuzz/corpus/<target>/
-# (git-ignored). libFuzzer runs in fork mode and goes on after a crash; every crashing input
+# (git-ignored), its output in fuzz/logs/<target>.log (git-ignored; the last progress line of
+# each is summarised at the end). libFuzzer runs in fork mode and goes on after a crash; every crashing input
 # (and timeout / out-of-memory input) is copied to testdata/fuzz/<target>/, which the stable
 # regression test crates/core/tests/fuzz_regressions.rs replays. The script exits 1 when a run
 # found something new. Not part of CI.
@@ -49,6 +50,9 @@ fi
 "${CARGO_FUZZ[@]}" build "${TOOLCHAIN[@]}" --fuzz-dir fuzz -a
 
 found=()
+summary=()
+logs=fuzz/logs
+mkdir -p "$logs"
 for t in "${TARGETS[@]}"; do
   corpus="fuzz/corpus/$t" artifacts="fuzz/artifacts/$t" keep="testdata/fuzz/$t"
   mkdir -p "$corpus" "$artifacts" "fuzz/seeds/$t"
@@ -58,8 +62,12 @@ for t in "${TARGETS[@]}"; do
   "${CARGO_FUZZ[@]}" run "${TOOLCHAIN[@]}" --fuzz-dir fuzz -a "$t" "$corpus" "fuzz/seeds/$t" -- \
     -max_total_time="$FUZZ_SECONDS" -fork="$FUZZ_JOBS" -ignore_crashes=1 -ignore_timeouts=1 \
     -ignore_ooms=1 -rss_limit_mb="$RSS_LIMIT_MB" -timeout=10 -print_final_stats=1 \
-    2>&1 | tail -n 25
+    >"$logs/$t.log" 2>&1
   set -e
+  tail -n 25 "$logs/$t.log"
+  # Fork mode prints no final stats; its last progress line has executions and coverage.
+  last=$(grep -E '^#[0-9]+: cov: ' "$logs/$t.log" | tail -n 1 || true)
+  summary+=("$(printf '%-18s %s' "$t" "${last:-no progress line (see $logs/$t.log)}")")
   new=0
   while IFS= read -r -d '' f; do
     name=$(basename "$f")
@@ -76,6 +84,9 @@ for t in "${TARGETS[@]}"; do
     found+=("$t")
   fi
 done
+
+echo "=== fuzz: summary (full logs in $logs/)"
+printf '%s\n' "${summary[@]}"
 
 if [ ${#found[@]} -gt 0 ]; then
   echo "fuzz: findings in: ${found[*]} (inputs in testdata/fuzz/<target>/; replay them with" \
