@@ -284,9 +284,8 @@ def search_ef(args, env: dict) -> dict:
     with the eval's paraphrase queries; recall is measured against the exact nearest neighbours
     (`VSIM … TRUTH`). Direct to Redis, one persistent connection, `NOTHREAD` as the filter sends."""
     import base64
-    import socket
     import statistics
-    from stack import _resp_encode, _resp_read
+    from stack import _resp_encode
 
     single = [json.loads(line) for line in bench.EVAL_SINGLE.read_text().splitlines()]
     stored = list(dict.fromkeys(d["cached"]["messages"][-1]["content"] for d in single))
@@ -314,12 +313,10 @@ def search_ef(args, env: dict) -> dict:
         cv = embed(corpus[:max(sizes)])
         print(f"embedded {len(qv)} queries and {len(cv)} corpus texts in "
               f"{time.monotonic() - t0:.0f} s", flush=True)
-        sock = socket.create_connection(("127.0.0.1", s.redis_port))
-        f = sock.makefile("rb")
+        redis = bench.RawRedis(s.redis_port)
 
         def cmd(*a):
-            sock.sendall(_resp_encode(a))
-            return _resp_read(f)
+            return redis.pipeline(_resp_encode(a), 1)[0]
 
         for n in sizes:
             key = f"efexp:{n}"
@@ -349,7 +346,7 @@ def search_ef(args, env: dict) -> dict:
                       f"recall@1 {e['recall_at_1']:.4f}, recall@4 {e['recall_at_4']:.4f}", flush=True)
             out[str(n)] = row
             cmd("DEL", key)
-        sock.close()
+        redis.close()
     return out
 
 
