@@ -387,6 +387,8 @@ def main() -> int:
         "off_route": ("/off/v1/chat/completions", "fixed", {}),
         "passthrough": ("/v1/chat/completions", "fixed", {"cache-control": "no-store"}),
         "exact_hit": ("/v1/chat/completions", "fixed", {bench.TENANT: "exact"}),
+        # The local tier (on by default) off: every hit a lookup in Redis through the bridge.
+        "exact_hit_redis": ("/redis/v1/chat/completions", "fixed", {bench.TENANT: "exact"}),
         "nocache_path_off": ("/nofilter/v1/embeddings", "embed", {}),
         "nocache_path_on": ("/pt/v1/embeddings", "embed", {}),
         # Only with --rows semantic_hit: seeded per variant below.
@@ -442,7 +444,8 @@ def main() -> int:
             extra["wasm"] = ROOT / "target/simd/wasm32-wasip1/wasm/semcache.wasm"
         with VariantStack(cfg, mock_latency_ms=0, env=venv, variant=variant, **extra,
                           route_overlays=[("nofilter", None), ("pt", {}),
-                                          ("off", {"enabled": False})]) as s:
+                                          ("off", {"enabled": False}),
+                                          ("redis", {"local_cache": {"entries": 0}})]) as s:
             pids = {n: p.pid for n, p in s.procs.items()}
             # Headers and body in separate writes, as many clients send them (httpx does).
             probe = split_write_probe(s.envoy_url, exact)

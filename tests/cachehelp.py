@@ -42,7 +42,12 @@ def upstream_calls(client: httpx.Client, s: Stack) -> int:
 
 
 def config(**overrides) -> dict:
+    """envoy.yaml's plugin configuration with `overrides`, and the local tier off unless an
+    override sets it: these tests check what Redis holds and flush it between steps, and by
+    design the local tier serves a flushed entry for up to `local_cache.ttl_seconds`
+    (test_filter_cache.py tests the tier, and the shipped configuration, on their own)."""
     cfg = default_plugin_config()
+    cfg["local_cache"] = {"entries": 0}
     for k, v in overrides.items():
         cfg[k] = v
     return cfg

@@ -211,15 +211,15 @@ def test_ttl_is_honoured(make_stack, client):
 
 
 def test_local_tier_answers_repeats_without_redis_and_keeps_partitions_apart(make_stack, client):
-    """With `local_cache` on, an exact hit from Redis is kept in Envoy's shared data and the
-    next identical request is answered from there: proven by answering it with Redis emptied.
-    Another partition asking the same prompt still misses."""
-    s = make_stack(filter_config=config(local_cache={"entries": 1024, "ttl_seconds": 300}))
+    """With the shipped configuration (the local tier on by default) a stored answer is also kept
+    in Envoy's shared data once Redis confirmed it, and the next identical request is answered
+    from there: proven by answering it with Redis emptied. Another partition asking the same
+    prompt still misses, and a `no-cache` refresh replaces the local copy."""
+    s = make_stack()
     t1, t2 = {"x_semcache_tenant": "local-1"}, {"x_semcache_tenant": "local-2"}
     q = chat("What is the boiling point of water at sea level?")
     first = post(client, s, q, **t1)
     assert status(first) == "miss"
-    assert status(post(client, s, q, **t1)) == "hit"  # from Redis; fills the local tier
     before = cache_stats(s)
     s.flush()
     calls = upstream_calls(client, s)
@@ -228,10 +228,18 @@ def test_local_tier_answers_repeats_without_redis_and_keeps_partitions_apart(mak
         assert status(r) == "hit" and r.headers["x-semcache-match"] == "exact"
         assert answer(r) == answer(first)
     after = cache_stats(s)
-    assert after["semcache.hits.local"] == before["semcache.hits.local"] + 3
+    assert after["semcache.hits.local"] == before.get("semcache.hits.local", 0) + 3
     assert upstream_calls(client, s) == calls
     # The local tier is keyed by the entry id, which includes the partition.
     assert status(post(client, s, q, **t2)) == "miss"
+
+    # A refresh (`no-cache`) goes upstream, gets a longer answer, and stores it; the next
+    # request is answered locally with the new answer, not the old copy.
+    fresh = post(client, s, q, cache_control="no-cache", x_mock_answer_bytes="600", **t1)
+    assert answer(fresh) != answer(first) and len(answer(fresh)) >= 600
+    r = post(client, s, q, **t1)
+    assert status(r) == "hit" and answer(r) == answer(fresh)
+    assert cache_stats(s)["semcache.hits.local"] == after["semcache.hits.local"] + 1
 
 
 @pytest.mark.parametrize("victim", ["embedder", "bridge", "redis"])
@@ -320,7 +328,8 @@ def test_route_overlay_overrides_threshold(make_stack, client):
 
 def test_speculative_embedding_is_counted_and_an_unused_one_harms_nothing(make_stack, client):
     # A fresh stack: every worker starts with no exact hits seen, so every lookup speculates.
-    s = make_stack(route_overlays=[("nospec", {"speculative_embedding": False})])
+    # The local tier is off (config()), or it would answer the repeat without any lookup.
+    s = make_stack(filter_config=config(), route_overlays=[("nospec", {"speculative_embedding": False})])
     first = post(client, s, chat(CAPITAL), x_semcache_tenant="t-spec")
     exact = post(client, s, chat(CAPITAL), x_semcache_tenant="t-spec")
     para = post(client, s, chat("what's the capital city of France"), x_semcache_tenant="t-spec")

@@ -274,6 +274,11 @@ pub const DEFAULT_MAX_MESSAGE_COUNT: u32 = 100;
 /// Shipped default threshold, chosen from `make eval` on the tuning half (see README).
 pub const DEFAULT_SCORE_THRESHOLD: f64 = 0.18;
 
+/// The local tier's default size: at most 16 MiB per Envoy at the default `max_entry_bytes`,
+/// about 1.5 MiB with typical 1 KB answers. On by default because it is what makes a repeated
+/// request cost about what proxying it does (docs/bench.md, row 3); 0 turns it off.
+pub const DEFAULT_LOCAL_ENTRIES: u32 = 1024;
+
 fn non_empty(field: &str, v: Option<String>, default: Option<&str>) -> Result<String, ConfigError> {
     match v {
         Some(s) if s.trim().is_empty() => Err(field_err(field, "expected a non-empty string")),
@@ -533,7 +538,7 @@ impl Config {
         };
         let l = raw.local_cache.unwrap_or_default();
         let local_cache = LocalCacheConfig {
-            entries: l.entries.unwrap_or(0),
+            entries: l.entries.unwrap_or(DEFAULT_LOCAL_ENTRIES),
             ttl_seconds: l.ttl_seconds.unwrap_or(10),
             max_entry_bytes: l.max_entry_bytes.unwrap_or(16 << 10),
         };
@@ -645,6 +650,8 @@ mod tests {
         assert!(!c.ignore_system_messages);
         assert_eq!(c.headers.status, "x-semcache-status");
         assert_eq!(c.backend, Backend::VectorSets);
+        assert_eq!(c.local_cache.entries, DEFAULT_LOCAL_ENTRIES);
+        assert_eq!(c.local_cache.ttl_seconds, 10);
     }
 
     #[test]

@@ -165,12 +165,16 @@ enum State {
     Capturing(Box<Ctx>, Capture),
     /// Holding the end of the response while the answer is embedded for storing.
     EmbeddingForStore(Box<Ctx>, Completion, u64),
-    /// Holding the end of the response while the store callout runs.
-    Storing(Rc<dyn StorageDyn>),
+    /// Holding the end of the response while the store callout runs; with the local tier on,
+    /// the copy to keep once Redis has the entry.
+    Storing(Rc<dyn StorageDyn>, Option<LocalCopy>),
     /// Answered from cache.
     Served,
     Done,
 }
+
+/// A local-tier write: slot key and value.
+type LocalCopy = (String, Vec<u8>);
 
 /// The two callouts of a speculative exact lookup: when both started, and the embedding once it
 /// is back (its status, and the vector if it was one).
@@ -611,12 +615,16 @@ impl Machine {
                     }
                 }
             }
-            State::Storing(storage) => {
+            State::Storing(storage, copy) => {
                 let stored = ok
                     && decode_replies(res.body, count_frames(res.body))
                         .is_ok_and(|r| reply_ok(storage.check_store(&r), effects).is_some());
                 if stored {
                     effects.push(Effect::Count(Counter::Stored, 1));
+                    // Also replaces a copy of the entry a `no-cache` request just refreshed.
+                    if let Some((key, value)) = copy {
+                        effects.push(Effect::LocalPut(key, value));
+                    }
                 } else {
                     effects.push(Effect::Count(Counter::ErrorStore, 1));
                     effects.push(warn(
@@ -636,7 +644,7 @@ impl Machine {
     /// The callout kind the state waits for; `None` when it waits for none or for both.
     pub fn awaiting(&self) -> Option<Target> {
         match self.state {
-            State::ExactLookup(..) | State::SemanticLookup(..) | State::Storing(_) => {
+            State::ExactLookup(..) | State::SemanticLookup(..) | State::Storing(..) => {
                 Some(Target::Bridge)
             }
             State::Embedding(..) | State::EmbeddingForStore(..) => Some(Target::Embeddings),
@@ -685,12 +693,8 @@ impl Machine {
             Some(Some(entry)) => {
                 self.settings.exact_hits.observe(true);
                 unused(effects);
-                let local = &self.settings.config.local_cache;
-                if local.entries > 0 {
-                    let value = local::encode(&ctx.id, now_ms, &entry);
-                    if value.len() <= local.max_entry_bytes {
-                        effects.push(Effect::LocalPut(self.local_key(&ctx.id), value));
-                    }
+                if let Some((key, value)) = self.local_copy(&ctx.id, now_ms, &entry) {
+                    effects.push(Effect::LocalPut(key, value));
                 }
                 return self.serve(&ctx, &entry, None, now_ms, effects);
             }
@@ -764,12 +768,27 @@ impl Machine {
     }
 
     /// The local tier's slot for an entry id: a direct-mapped table, so its memory is bounded
-    /// (a slot holds one entry; a colliding id simply replaces it). The key prefix keeps two
-    /// plugin configurations on different Redis instances apart in one Envoy.
+    /// (a slot holds one entry; a colliding id simply replaces it). The bridge cluster and the
+    /// key prefix keep plugin configurations on different Redis instances (or prefixes) apart
+    /// in one Envoy, whose shared data all of them see.
     fn local_key(&self, id: &str) -> String {
         let cfg = &self.settings.config;
         let slot = partition::id_bits(id) % u64::from(cfg.local_cache.entries.max(1));
-        format!("semcache.local.{}.{slot}", cfg.key_prefix)
+        format!(
+            "semcache.local.{}.{}.{slot}",
+            cfg.bridge.cluster, cfg.key_prefix
+        )
+    }
+
+    /// The local tier's key and value for an entry Redis holds (as of `now_ms`); `None` when the
+    /// tier is off or the entry is over `local_cache.max_entry_bytes`.
+    fn local_copy(&self, id: &str, now_ms: u64, entry: &Entry) -> Option<LocalCopy> {
+        let local = &self.settings.config.local_cache;
+        if local.entries == 0 {
+            return None;
+        }
+        let value = local::encode(id, now_ms, entry);
+        (value.len() <= local.max_entry_bytes).then(|| (self.local_key(id), value))
     }
 
     /// The local tier's value for the request's id: served when it is this id's entry, was
@@ -1080,13 +1099,17 @@ impl Machine {
             .storage
             .store(&ctx.id, vector, &entry, ttl, &ctx.expired);
         effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
-        self.state = State::Storing(Rc::clone(&ctx.storage));
+        let copy = self.local_copy(&ctx.id, now_ms, &entry);
+        self.state = State::Storing(Rc::clone(&ctx.storage), copy);
     }
 
     /// The stream is gone (the glue's `on_done`). A store still in flight is cancelled by Envoy
     /// with the stream: counted, so a lost store is visible.
     pub fn on_stream_done(&mut self, effects: &mut Vec<Effect>) {
-        if matches!(self.state, State::EmbeddingForStore(..) | State::Storing(_)) {
+        if matches!(
+            self.state,
+            State::EmbeddingForStore(..) | State::Storing(..)
+        ) {
             effects.push(Effect::Count(Counter::StoreCancelled, 1));
             effects.push(warn(
                 "store_cancelled",

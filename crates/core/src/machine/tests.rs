@@ -4,8 +4,10 @@ use super::*;
 use crate::config::Config;
 use base64::Engine;
 
+// These scenarios are about Redis, so the local tier (on by default) is off; its own tests below
+// use LOCAL_CFG and the default.
 const CFG: &str = r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"},
-    "vary_by":[{"header":"x-tenant"}],"score_threshold":0.2}"#;
+    "vary_by":[{"header":"x-tenant"}],"score_threshold":0.2,"local_cache":{"entries":0}}"#;
 
 fn machine_with(cfg: &str) -> Machine {
     let (c, _) = Config::parse(cfg).unwrap();
@@ -566,7 +568,7 @@ fn not_ours_is_untouched_and_bad_bodies_bypass() {
 fn without_a_semantic_tier_the_exact_lookup_carries_the_expiry_scan() {
     let mut m = machine_with(
         r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"},
-            "semantic_match":false}"#,
+            "semantic_match":false,"local_cache":{"entries":0}}"#,
     );
     let (_, fx) = start(&mut m, &[], BODY);
     let exact = String::from_utf8_lossy(&dispatched(&fx)[0].body).into_owned();
@@ -703,10 +705,16 @@ fn local_tier_never_serves_another_id_or_an_expired_entry() {
 }
 
 #[test]
-fn local_tier_is_off_by_default_and_skips_oversized_entries() {
+fn local_tier_is_on_by_default_off_at_zero_and_skips_oversized_entries() {
+    let mut m = machine_with(
+        r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"}}"#,
+    );
+    let (_, fx) = start(&mut m, &[], BODY);
+    assert!(local_get(&fx).is_some(), "on without a local_cache field");
+
     let mut m = machine();
     let (_, fx) = start(&mut m, &[("x-tenant", "t1")], BODY);
-    assert!(local_get(&fx).is_none());
+    assert!(local_get(&fx).is_none(), "off with entries 0");
     let fx = callout(&mut m, Some(200), bulk(&entry_json("q", "a")).as_bytes());
     assert!(local_put(&fx).is_none());
 
@@ -724,6 +732,57 @@ fn local_tier_is_off_by_default_and_skips_oversized_entries() {
         local_put(&fx).is_none(),
         "over max_entry_bytes: not kept locally"
     );
+}
+
+/// A miss: the upstream answer, embedded and stored, is kept locally once Redis confirmed the
+/// store (so a `no-cache` refresh also replaces an older local copy), and the copy answers the
+/// next identical request. A failed store keeps nothing.
+#[test]
+fn local_tier_keeps_a_stored_answer_once_redis_has_it() {
+    let store = |reply: &[u8]| {
+        let mut m = machine_with(LOCAL_CFG);
+        let (_, fx) = start(&mut m, &[("cache-control", "no-cache")], BODY);
+        assert!(local_get(&fx).is_none(), "no-cache skips every lookup");
+        let mut fx = Vec::new();
+        m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+        let fx = {
+            let mut fx = Vec::new();
+            m.on_response_body(UPSTREAM, true, 1_000_100, &mut fx);
+            fx
+        };
+        assert_eq!(dispatched(&fx)[0].target, Target::Embeddings);
+        assert!(local_put(&fx).is_none());
+        let fx = callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
+        assert!(String::from_utf8_lossy(&dispatched(&fx)[0].body).contains("VADD"));
+        assert!(local_put(&fx).is_none(), "not before Redis has the entry");
+        let fx = callout(&mut m, Some(200), reply);
+        assert!(has(&fx, &Effect::ResumeResponse));
+        local_put(&fx).map(|(k, v)| (k.clone(), v.clone()))
+    };
+    assert_eq!(store(b"-ERR oom\r\n"), None, "a failed store keeps nothing");
+    let (key, value) = store(b":1\r\n").expect("a confirmed store is kept locally");
+
+    let mut m = machine_with(LOCAL_CFG);
+    let (_, fx) = start(&mut m, &[], BODY);
+    assert_eq!(local_get(&fx), Some(&key));
+    let mut fx = Vec::new();
+    m.on_local(Some(&value), 1_000_500, &mut fx);
+    let (_, body) = local_reply(&fx).expect("the stored answer is served locally");
+    assert!(String::from_utf8_lossy(body).contains("Paris."));
+    assert!(dispatched(&fx).is_empty());
+}
+
+/// The local tier's slots of two configurations on different bridges never coincide.
+#[test]
+fn local_tier_keys_differ_per_bridge_cluster() {
+    let key = |cluster: &str| {
+        let mut m = machine_with(
+            &LOCAL_CFG.replace(r#""cluster":"br""#, &format!(r#""cluster":"{cluster}""#)),
+        );
+        let (_, fx) = start(&mut m, &[], BODY);
+        local_get(&fx).expect("asked").clone()
+    };
+    assert_ne!(key("redis_a"), key("redis_b"));
 }
 
 /// A VSIM reply (plus the expiry scan's) with one candidate at `score`.

@@ -170,6 +170,10 @@ fn main() {
         };
         m.on_request_headers(&head, &mut fx);
         m.on_request_body(body, now_ms, &mut fx);
+        // The local tier (on by default) is asked first; here it is empty, so Redis answers.
+        if fx.iter().any(|e| matches!(e, Effect::LocalGet(_))) {
+            m.on_local(None, now_ms, &mut fx);
+        }
         (m, fx)
     };
     let n = 20_000;
@@ -179,6 +183,31 @@ fn main() {
         m.on_callout(ok(Target::Bridge, &exact_hit), now_ms, &mut fx);
         served(&fx)
     });
+    // What the Redis hit put into the local tier answers the next identical request.
+    let local_value = {
+        let (mut m, mut fx) = start(&cached_body);
+        m.on_callout(ok(Target::Bridge, &exact_hit), now_ms, &mut fx);
+        fx.into_iter().find_map(|e| match e {
+            Effect::LocalPut(_, v) => Some(v),
+            _ => None,
+        })
+    };
+    if let Some(value) = local_value {
+        time("exact_hit_local", n, 1, || {
+            let mut m = Machine::new(Rc::clone(&settings));
+            let mut fx = Vec::new();
+            let head = RequestHead {
+                method: "POST",
+                path: "/v1/chat/completions",
+                headers: &headers,
+                attributes: vec![],
+            };
+            m.on_request_headers(&head, &mut fx);
+            m.on_request_body(&cached_body, now_ms, &mut fx);
+            m.on_local(Some(&value), now_ms, &mut fx);
+            served(&fx)
+        });
+    }
     time("exact_hit_json", n, 1, || {
         let (mut m, mut fx) = start(&cached_body);
         m.on_callout(ok(Target::Bridge, &exact_hit_json), now_ms, &mut fx);
