@@ -158,19 +158,25 @@ fn main() {
             body: b,
         }
     }
-    // A request's headers and body, as the glue feeds them.
-    let start = |body: &[u8]| {
+    // A request's headers and (unless `None`) body, as the glue feeds them.
+    let begin = |hdrs: &[(String, String)], body: Option<&[u8]>| {
         let mut m = Machine::new(Rc::clone(&settings));
         let mut fx = Vec::new();
         let head = RequestHead {
             method: "POST",
             path: "/v1/chat/completions",
-            headers: &headers,
+            headers: hdrs,
             attributes: vec![],
         };
         m.on_request_headers(&head, &mut fx);
-        m.on_request_body(body, now_ms, &mut fx);
-        // The local tier (on by default) is asked first; here it is empty, so Redis answers.
+        if let Some(body) = body {
+            m.on_request_body(body, now_ms, &mut fx);
+        }
+        (m, fx)
+    };
+    // The same, and the local tier (on by default) found empty, so Redis answers.
+    let start = |body: &[u8]| {
+        let (mut m, mut fx) = begin(&headers, Some(body));
         if fx.iter().any(|e| matches!(e, Effect::LocalGet(_))) {
             m.on_local(None, now_ms, &mut fx);
         }
@@ -194,16 +200,7 @@ fn main() {
     };
     if let Some(value) = local_value {
         time("exact_hit_local", n, 1, || {
-            let mut m = Machine::new(Rc::clone(&settings));
-            let mut fx = Vec::new();
-            let head = RequestHead {
-                method: "POST",
-                path: "/v1/chat/completions",
-                headers: &headers,
-                attributes: vec![],
-            };
-            m.on_request_headers(&head, &mut fx);
-            m.on_request_body(&cached_body, now_ms, &mut fx);
+            let (mut m, mut fx) = begin(&headers, Some(&cached_body));
             m.on_local(Some(&value), now_ms, &mut fx);
             served(&fx)
         });
@@ -232,15 +229,7 @@ fn main() {
         usize::from(semcache_core::guards::check(&guards, cached, query).is_none())
     });
     time("bypass", n, 0, || {
-        let mut m = Machine::new(Rc::clone(&settings));
-        let mut fx = Vec::new();
-        let head = RequestHead {
-            method: "POST",
-            path: "/v1/chat/completions",
-            headers: &bypass_headers,
-            attributes: vec![],
-        };
-        m.on_request_headers(&head, &mut fx);
+        let (mut m, mut fx) = begin(&bypass_headers, None);
         m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
         served(&fx)
     });
