@@ -414,11 +414,17 @@ def bench_bridge(s: Stack, vs_key: str, x_key: str, rounds: int, config: dict) -
     threshold = float(config.get("score_threshold", 0.2))
     epsilon = min(1.0, threshold / 2 + 0.01)
     exact = [["VGETATTR", vs_key, entry_id]]
+    # EF as the filter picks it (crates/core/src/breadth.rs): from the set's size when
+    # adaptive_search_ef is on, with VCARD riding along to learn the size.
+    ef = int(config.get("search_ef", 64))
+    adaptive = config.get("adaptive_search_ef", True)
+    if adaptive:
+        ef = min(ef, max(32, -(-int(s.redis_cli("VCARD", vs_key)) // 64)))
     # The expiry scan rides on the semantic lookup (the last lookup of a miss).
     semantic = [["VSIM", vs_key, "FP32", blob, "WITHSCORES", "WITHATTRIBS", "COUNT",
-                 str(config.get("top_k", 4)), "EPSILON", f"{epsilon:.6f}", "EF",
-                 str(config.get("search_ef", 64))]
+                 str(config.get("top_k", 4)), "EPSILON", f"{epsilon:.6f}", "EF", str(ef)]
                 + (["NOTHREAD"] if config.get("search_nothread", True) else []),
+                *([["VCARD", vs_key]] if adaptive else []),
                 ["ZRANGE", x_key, "-inf", now, "BYSCORE", "LIMIT", "0", "32"]]
     pipelines = {"exact": exact, "semantic": semantic, "exact+semantic": exact + semantic}
     out = {}

@@ -219,7 +219,7 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
     off = {k: False for k in ("numbers", "negation", "entities", "quoted", "scope", "substitution")}
     overlays = [("nofilter", None), ("nx", {"exact_match": False}), ("ng", {"guards": off}),
                 ("k1", {"top_k": 1}), ("ns", {"speculative_embedding": False}),
-                ("th", {"search_nothread": False})]
+                ("th", {"search_nothread": False}), ("fe", {"adaptive_search_ef": False})]
     out: dict = {}
     with Stack(mock_latency_ms=0, env=env, route_overlays=overlays) as s:
         pids = {n: p.pid for n, p in s.procs.items()}
@@ -240,6 +240,7 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
             "top_k_1": (s.envoy_url + "/k1/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
             "no_speculation": (s.envoy_url + "/ns/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
             "vsim_threaded": (s.envoy_url + "/th/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
+            "fixed_ef": (s.envoy_url + "/fe/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
         }
         if args.perf:
             # Where Envoy's CPU goes on a semantic hit (c=1): the wasm module's JIT code against

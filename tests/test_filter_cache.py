@@ -326,6 +326,35 @@ def test_route_overlay_overrides_threshold(make_stack, client):
     assert cache_stats(s).get("semcache.errors.lookup", 0) == errors
 
 
+def _vcard_calls(s) -> int:
+    info = s.redis_cli("INFO", "commandstats")
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.lower().startswith("cmdstat_vcard:"):  # module commands are upper case
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def test_adaptive_search_breadth_asks_the_set_size_with_each_search(make_stack, client):
+    """With `adaptive_search_ef` (the default) every vector-set lookup also sends `VCARD`,
+    through the real bridge's allow-list, and the lookups succeed; switched off on a route, none
+    does. The RediSearch back end (test_backends.py runs this too) never sends it."""
+    s = make_stack(route_overlays=[("fixed", {"adaptive_search_ef": False})])
+    per_lookup = 0 if s.backend_redis == "redisearch" else 1
+    t = {"x_semcache_tenant": "t-breadth"}
+    assert status(post(client, s, chat(CAPITAL), **t)) == "miss"
+    before = _vcard_calls(s)
+    for _ in range(2):
+        r = post(client, s, chat("what's the capital city of France"), **t)
+        assert status(r) == "hit" and r.headers["x-semcache-match"] == "semantic"
+    assert _vcard_calls(s) == before + 2 * per_lookup
+    after = _vcard_calls(s)
+    r = post(client, s, chat("tell me the capital city of France"), path="/fixed" + CHAT, **t)
+    assert status(r) == "hit"
+    assert _vcard_calls(s) == after
+    assert cache_stats(s).get("semcache.errors.lookup", 0) == 0
+
+
 def test_speculative_embedding_is_counted_and_an_unused_one_harms_nothing(make_stack, client):
     # A fresh stack: every worker starts with no exact hits seen, so every lookup speculates.
     # The local tier is off (config()), or it would answer the repeat without any lookup.

@@ -158,6 +158,7 @@ struct RawConfig {
     top_k: Option<u32>,
     search_ef: Option<u32>,
     search_nothread: Option<bool>,
+    adaptive_search_ef: Option<bool>,
     compress_entries: Option<bool>,
     guards: Option<RawGuards>,
     local_cache: Option<RawLocalCache>,
@@ -258,6 +259,8 @@ pub struct Config {
     pub search_ef: u32,
     /// Vector sets: `VSIM … NOTHREAD` (search on Redis's main thread).
     pub search_nothread: bool,
+    /// Vector sets: narrower searches of small sets (`breadth`), `search_ef` the widest.
+    pub adaptive_search_ef: bool,
     /// Store entries DEFLATE-compressed (`packed`).
     pub compress_entries: bool,
     pub guards: GuardsConfig,
@@ -601,6 +604,7 @@ impl Config {
             // The cache's Redis is its own (a sidecar), and partitions are small: the main
             // thread is faster and cheaper than a thread per search (README, search_nothread).
             search_nothread: raw.search_nothread.unwrap_or(true),
+            adaptive_search_ef: raw.adaptive_search_ef.unwrap_or(true),
             compress_entries: raw.compress_entries.unwrap_or(true),
             guards,
             local_cache,
@@ -651,6 +655,7 @@ mod tests {
         assert_eq!(c.headers.status, "x-semcache-status");
         assert_eq!(c.backend, Backend::VectorSets);
         assert_eq!(c.local_cache.entries, DEFAULT_LOCAL_ENTRIES);
+        assert!(c.adaptive_search_ef && c.search_nothread);
         assert_eq!(c.local_cache.ttl_seconds, 10);
     }
 

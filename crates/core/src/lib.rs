@@ -5,6 +5,7 @@
 //! keeps every decision testable natively in milliseconds.
 
 pub mod apim;
+pub mod breadth;
 pub mod completion;
 pub mod config;
 pub mod embeddings;

@@ -394,7 +394,11 @@ impl Machine {
             Backend::VectorSets => Rc::new(
                 VectorSets::new(&cfg.key_prefix, &ns)
                     .nothread(cfg.search_nothread)
-                    .compress(cfg.compress_entries),
+                    .compress(cfg.compress_entries)
+                    .adaptive(
+                        cfg.adaptive_search_ef
+                            .then(|| Rc::clone(&self.settings.set_sizes)),
+                    ),
             ),
             Backend::Redisearch => Rc::new(
                 Redisearch::new(&cfg.key_prefix, &ns, &cfg.embeddings.model)

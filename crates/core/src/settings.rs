@@ -1,5 +1,8 @@
 //! A validated config with its secrets resolved: what one request runs with.
 
+use std::rc::Rc;
+
+use crate::breadth::SetSizes;
 use crate::config::{Config, ConfigError, Secret};
 use crate::speculation::ExactHitShare;
 
@@ -10,6 +13,8 @@ pub struct Settings {
     pub embeddings_key: Option<String>,
     /// Recent exact lookups of the requests that share these settings (one worker, one route).
     pub exact_hits: ExactHitShare,
+    /// The vector sets' sizes as their last searches saw them (adaptive `EF`).
+    pub set_sizes: Rc<SetSizes>,
 }
 
 fn resolve(
@@ -46,6 +51,7 @@ impl Settings {
             bridge_token,
             embeddings_key,
             exact_hits: ExactHitShare::default(),
+            set_sizes: Rc::default(),
         })
     }
 }

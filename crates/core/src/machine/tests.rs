@@ -154,7 +154,7 @@ fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
     // The expiry scan rides on the last lookup of a miss.
     let sem = String::from_utf8_lossy(&c[0].body).into_owned();
     assert!(sem.contains("VSIM") && sem.contains("ZRANGE"), "{sem}");
-    let fx = callout(m, Some(200), b"*0\r\n*0\r\n");
+    let fx = callout(m, Some(200), b"*0\r\n:0\r\n*0\r\n");
     assert!(has(&fx, &Effect::ResumeRequest));
     assert!(has(&fx, &Effect::Count(Counter::Miss, 1)));
     assert!(
@@ -212,7 +212,7 @@ fn a_stream_gone_while_storing_counts_a_cancelled_store() {
     start(&mut m, &[("x-tenant", "t1")], BODY);
     callout(&mut m, Some(200), b"$-1\r\n");
     callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
-    callout(&mut m, Some(200), b"*0\r\n*0\r\n");
+    callout(&mut m, Some(200), b"*0\r\n:0\r\n*0\r\n");
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
     assert_eq!(
@@ -256,7 +256,13 @@ fn semantic(m: &mut Machine, cached_prompt: &str, score: &str) -> Vec<Effect> {
     callout(
         m,
         Some(200),
-        format!("*3\r\n{}{}{}*0\r\n", bulk("abc"), bulk(score), bulk(&e)).as_bytes(),
+        format!(
+            "*3\r\n{}{}{}:1\r\n*0\r\n",
+            bulk("abc"),
+            bulk(score),
+            bulk(&e)
+        )
+        .as_bytes(),
     )
 }
 
@@ -354,7 +360,7 @@ fn failed_store_still_resumes_the_response() {
     start(&mut m, &[], BODY);
     callout(&mut m, Some(200), b"$-1\r\n");
     callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
-    callout(&mut m, Some(200), b"*0\r\n*0\r\n");
+    callout(&mut m, Some(200), b"*0\r\n:0\r\n*0\r\n");
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
     assert_eq!(
@@ -412,7 +418,7 @@ fn gates_refuse_non_200_encoded_and_unfinished_answers() {
         start(&mut m, &[], BODY);
         callout(&mut m, Some(200), b"$-1\r\n");
         callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
-        callout(&mut m, Some(200), b"*0\r\n*0\r\n");
+        callout(&mut m, Some(200), b"*0\r\n:0\r\n*0\r\n");
         let mut fx = Vec::new();
         m.on_response_headers(Some(status), Some(ct), enc, &mut fx);
         let a = m.on_response_body(body, true, 0, &mut fx);
@@ -453,7 +459,7 @@ fn streamed_miss_passes_chunks_and_stores_only_a_complete_stream() {
         start(&mut m, &[], body);
         callout(&mut m, Some(200), b"$-1\r\n");
         callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
-        callout(&mut m, Some(200), b"*0\r\n*0\r\n");
+        callout(&mut m, Some(200), b"*0\r\n:0\r\n*0\r\n");
         let mut fx = Vec::new();
         m.on_response_headers(Some(200), Some("text/event-stream"), None, &mut fx);
         let bytes = sse.as_bytes();
@@ -601,7 +607,7 @@ fn expired_ids_from_the_lookup_are_removed_by_the_store() {
     callout(
         &mut m,
         Some(200),
-        format!("*0\r\n*1\r\n{}", bulk("oldid")).as_bytes(),
+        format!("*0\r\n:0\r\n*1\r\n{}", bulk("oldid")).as_bytes(),
     );
     let mut fx = Vec::new();
     m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
@@ -788,7 +794,13 @@ fn local_tier_keys_differ_per_bridge_cluster() {
 /// A VSIM reply (plus the expiry scan's) with one candidate at `score`.
 fn vsim_reply(cached_prompt: &str, score: &str) -> Vec<u8> {
     let e = entry_json(cached_prompt, "Paris.");
-    format!("*3\r\n{}{}{}*0\r\n", bulk("abc"), bulk(score), bulk(&e)).into_bytes()
+    format!(
+        "*3\r\n{}{}{}:1\r\n*0\r\n",
+        bulk("abc"),
+        bulk(score),
+        bulk(&e)
+    )
+    .into_bytes()
 }
 
 #[test]
@@ -939,7 +951,8 @@ fn candidates_are_decoded_in_order_skipping_unreadable_and_expired_ones() {
         wire.extend(&stored);
         wire.extend(b"\r\n");
     }
-    wire.extend(b"*0\r\n");
+    wire.extend(b":4\r\n*0\r\n"); // VCARD, then the expiry scan
+
     let fx = callout(&mut m, Some(200), &wire);
     let (h, body) = local_reply(&fx).expect("the live candidate is served");
     assert_eq!(hdr(h, "x-semcache-distance"), Some("0.0800"));
@@ -959,7 +972,7 @@ fn candidates_are_decoded_in_order_skipping_unreadable_and_expired_ones() {
         &mut m,
         Some(200),
         format!(
-            "*3\r\n{}{}{}*0\r\n",
+            "*3\r\n{}{}{}:1\r\n*0\r\n",
             bulk("old"),
             bulk("0.99"),
             bulk(&stored)
@@ -985,7 +998,7 @@ fn compress_entries_decides_the_stored_form() {
         start(&mut m, &[("x-tenant", "t1")], BODY);
         callout(&mut m, Some(200), b"$-1\r\n");
         callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
-        callout(&mut m, Some(200), b"*0\r\n*0\r\n");
+        callout(&mut m, Some(200), b"*0\r\n:0\r\n*0\r\n");
         let mut fx = Vec::new();
         m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
         m.on_response_body(upstream.as_bytes(), true, 0, &mut fx);

@@ -15,7 +15,10 @@
 //! entries under traffic; both keys also carry a native TTL of at least the longest entry TTL
 //! (`EXPIRE NX` + `EXPIRE GT`), so an idle partition disappears from Redis entirely.
 
+use std::rc::Rc;
+
 use super::{exact_entry, first_error, Candidate, Storage, StoreError, CLEANUP_BATCH};
+use crate::breadth::{self, SetSizes};
 use crate::embeddings::to_fp32_blob;
 use crate::entry::Entry;
 use crate::packed;
@@ -32,6 +35,8 @@ pub struct VectorSets {
     nothread: bool,
     /// Entries stored DEFLATE-compressed (the `compress_entries` setting).
     compress: bool,
+    /// Adaptive search breadth (`adaptive_search_ef`): sizes seen, `VCARD` with each search.
+    sizes: Option<Rc<SetSizes>>,
 }
 
 impl VectorSets {
@@ -41,7 +46,15 @@ impl VectorSets {
             x: format!("{prefix}:{{{namespace}}}:x"),
             nothread: false,
             compress: true,
+            sizes: None,
         }
+    }
+
+    /// Searches a set with an `EF` from its last seen size (`breadth`), learning the size
+    /// from a `VCARD` sent with each search.
+    pub fn adaptive(mut self, sizes: Option<Rc<SetSizes>>) -> Self {
+        self.sizes = sizes;
+        self
     }
 
     pub fn compress(mut self, on: bool) -> Self {
@@ -114,6 +127,10 @@ impl Storage for VectorSets {
     }
 
     fn semantic_lookup(&self, vector: &[f32], k: u32, max_distance: f64, ef: u32) -> Pipeline {
+        let ef = match &self.sizes {
+            Some(sizes) => breadth::ef_for(sizes.get(&self.vs), ef),
+            None => ef,
+        };
         let epsilon = (max_distance / 2.0 + EPSILON_MARGIN).min(1.0);
         let blob = to_fp32_blob(vector);
         let (k, epsilon, ef) = (k.to_string(), format!("{epsilon:.6}"), ef.to_string());
@@ -136,12 +153,26 @@ impl Storage for VectorSets {
         }
         let mut p = Pipeline::new();
         p.cmd(&args);
+        if self.sizes.is_some() {
+            p.cmd(&["VCARD", &self.vs]);
+        }
         p
     }
 
     fn parse_semantic(&self, replies: &[Reply]) -> Result<Vec<Candidate>, StoreError> {
-        let [reply] = replies else {
-            return Err(StoreError::Shape("semantic lookup expects 1 reply"));
+        let reply = match (replies, &self.sizes) {
+            ([reply], None) => reply,
+            ([reply, card], Some(sizes)) => {
+                if let Reply::Integer(n) = card {
+                    sizes.observe(&self.vs, u64::try_from(*n).unwrap_or(0));
+                }
+                reply
+            }
+            _ => {
+                return Err(StoreError::Shape(
+                    "semantic lookup: VSIM (and VCARD) replies",
+                ))
+            }
         };
         let items = match reply {
             Reply::Error(e) if e.contains("key does not exist") => return Ok(Vec::new()),
@@ -245,6 +276,39 @@ mod tests {
         assert!(threaded.contains("VSIM") && !threaded.contains("NOTHREAD"));
         let main = text(&VectorSets::new("sc", "n").nothread(true));
         assert!(main.ends_with("$8\r\nNOTHREAD\r\n"), "{main}");
+    }
+
+    #[test]
+    fn adaptive_breadth_learns_each_sets_size_from_vcard() {
+        let text = |v: &VectorSets| {
+            String::from_utf8_lossy(&v.semantic_lookup(&[1.0], 4, 0.2, 64).into_bytes())
+                .into_owned()
+        };
+        let sizes = Rc::new(SetSizes::default());
+        let small = VectorSets::new("sc", "small").adaptive(Some(Rc::clone(&sizes)));
+        let first = text(&small);
+        assert!(
+            first.contains("$2\r\nEF\r\n$2\r\n64\r\n"),
+            "unknown size: {first}"
+        );
+        assert!(first.contains("VCARD\r\n$13\r\nsc:{small}:vs"), "{first}");
+        let reply = [Reply::Array(vec![]), Reply::Integer(2000)];
+        assert_eq!(small.parse_semantic(&reply), Ok(vec![]));
+        assert!(text(&small).contains("$2\r\nEF\r\n$2\r\n32\r\n"));
+        // Another set keeps its own size; a large one keeps search_ef.
+        let large = VectorSets::new("sc", "large").adaptive(Some(Rc::clone(&sizes)));
+        assert!(text(&large).contains("$2\r\nEF\r\n$2\r\n64\r\n"));
+        large
+            .parse_semantic(&[Reply::Nil, Reply::Integer(50_000)])
+            .unwrap();
+        assert!(text(&large).contains("$2\r\nEF\r\n$2\r\n64\r\n"));
+        assert_eq!(sizes.get("sc:{small}:vs"), Some(2000));
+
+        // Off: no VCARD, and a reply with one is the wrong shape.
+        let off = VectorSets::new("sc", "small");
+        assert!(!text(&off).contains("VCARD"));
+        assert!(off.parse_semantic(&reply).is_err());
+        assert!(small.parse_semantic(&reply[..1]).is_err());
     }
 
     #[test]

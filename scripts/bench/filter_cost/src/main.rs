@@ -150,7 +150,8 @@ fn main() {
         vsim.extend(bulk(score.as_bytes()));
         vsim.extend(bulk(&entry));
     }
-    vsim.extend_from_slice(b"*0\r\n");
+    // VCARD (adaptive search breadth), then the expiry scan.
+    vsim.extend_from_slice(b":2000\r\n*0\r\n");
     fn ok(target: Target, b: &[u8]) -> CalloutResult<'_> {
         CalloutResult {
             target,
