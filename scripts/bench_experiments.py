@@ -258,6 +258,8 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
                 out[f"perf_{name}"] = {"dso": dso, "envoy_cpu_us_per_req": r["cpu_us_per_req"]["envoy"]}
                 print(f"perf {name:14} Envoy {r['cpu_us_per_req']['envoy']:.0f} µs/req: " + ", ".join(
                     f"{k} {v:.1f}%" for k, v in list(dso.items())[:5]), flush=True)
+        if args.rows:
+            rows = {k: v for k, v in rows.items() if k in args.rows.split(",")}
         runs: dict = {k: [] for k in rows}
         for rnd in range(args.rounds):
             for name, (url, b, h) in rows.items():
