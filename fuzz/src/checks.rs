@@ -494,12 +494,16 @@ const MACHINE_CONFIGS: &[&str] = &[
     r#"{"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"},"exact_match":false,"hold_request_headers":true}"#,
     r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"semantic_match":false,"max_request_body_bytes":1024}"#,
     r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"backend":"redisearch","max_response_body_bytes":1024,"max_message_count":2}"#,
+    // The local tier (on by default above) off: the exact lookup is the first callout.
+    r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"local_cache":{"entries":0},"adaptive_search_ef":false}"#,
 ];
 
 const EMBEDDING: &[u8] = br#"{"data":[{"embedding":[0.5,0.25,-0.5,0.125]}]}"#;
 const CALLOUT_BODIES: &[&[u8]] = &[
     b"$-1\r\n*0\r\n",
     b"*0\r\n",
+    // VSIM, VCARD (adaptive search breadth), expiry scan.
+    b"*0\r\n:7\r\n*0\r\n",
     b"+OK\r\n",
     b":1\r\n:1\r\n",
     b"-ERR no such index\r\n",
@@ -513,6 +517,30 @@ const CACHE_CONTROL: &[&str] = &["", "no-cache", "no-store", "max-age=0, no-cach
 fn machine_settings(i: usize) -> Rc<Settings> {
     let (c, _) = Config::parse(MACHINE_CONFIGS[i % MACHINE_CONFIGS.len()]).expect("machine config");
     Rc::new(Settings::resolve(c, &env).expect("settings"))
+}
+
+/// Answers a local-tier read the machine asked for, as the glue would within the same
+/// callback: an empty slot, the last value the machine wrote there, or any bytes.
+fn answer_local(
+    m: &mut Machine,
+    fx: &mut Vec<Effect>,
+    b: &mut Bytes,
+    kept: &mut Option<Vec<u8>>,
+    now: u64,
+) {
+    for e in fx.iter() {
+        if let Effect::LocalPut(_, v) = e {
+            *kept = Some(v.clone());
+        }
+    }
+    if fx.iter().any(|e| matches!(e, Effect::LocalGet(_))) {
+        let value = match b.u8() % 3 {
+            0 => None,
+            1 => kept.clone(),
+            _ => Some(b.slice().to_vec()),
+        };
+        m.on_local(value.as_deref(), now, fx);
+    }
 }
 
 /// `[config][path][cache-control][body][events...]`: any order of host events, with any
@@ -549,6 +577,8 @@ pub fn machine_events(data: &[u8]) {
             m.on_request_body(body, now, &mut fx);
         }
     }
+    let mut kept = None;
+    answer_local(&mut m, &mut fx, &mut b, &mut kept, now);
     let mut served = 0;
     let mut steps = 0;
     while !b.is_empty() && steps < 64 {
@@ -603,6 +633,7 @@ pub fn machine_events(data: &[u8]) {
                 m.on_dispatch_failed(target, now, &mut fx)
             }
         }
+        answer_local(&mut m, &mut fx, &mut b, &mut kept, now);
         for e in fx.drain(..) {
             match e {
                 Effect::SendResponse {
