@@ -327,9 +327,7 @@ def test_route_overlay_overrides_threshold(make_stack, client):
 
 
 def _vcard_calls(s) -> int:
-    info = s.redis_cli("INFO", "commandstats")
-    text = info.decode() if isinstance(info, bytes) else str(info)
-    for line in text.splitlines():
+    for line in s.redis_cli("INFO", "commandstats").decode().splitlines():
         if line.lower().startswith("cmdstat_vcard:"):  # module commands are upper case
             return int(line.split("calls=")[1].split(",")[0])
     return 0

@@ -749,13 +749,9 @@ fn local_tier_keeps_a_stored_answer_once_redis_has_it() {
         let mut m = machine_with(LOCAL_CFG);
         let (_, fx) = start(&mut m, &[("cache-control", "no-cache")], BODY);
         assert!(local_get(&fx).is_none(), "no-cache skips every lookup");
+        m.on_response_headers(Some(200), Some("application/json"), None, &mut Vec::new());
         let mut fx = Vec::new();
-        m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-        let fx = {
-            let mut fx = Vec::new();
-            m.on_response_body(UPSTREAM, true, 1_000_100, &mut fx);
-            fx
-        };
+        m.on_response_body(UPSTREAM, true, 1_000_100, &mut fx);
         assert_eq!(dispatched(&fx)[0].target, Target::Embeddings);
         assert!(local_put(&fx).is_none());
         let fx = callout(&mut m, Some(200), &embedding_reply(&[1.0, 0.0]));
