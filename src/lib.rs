@@ -312,10 +312,18 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> HostAction {
-        let method = header(MapType::HttpRequestHeaders, ":method").unwrap_or_default();
-        let path = header(MapType::HttpRequestHeaders, ":path").unwrap_or_default();
+        // One read of the whole map: every host read that returns data also calls into the VM
+        // to allocate, so separate reads of `:method` and `:path` cost more than this one.
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let pseudo = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let (method, path) = (pseudo(":method"), pseudo(":path"));
         // Cheap exit for everything that is not a completion request.
-        if semcache_core::request::classify(&method, &path).is_none() {
+        if semcache_core::request::classify(method, path).is_none() {
             return HostAction::Continue;
         }
         let Some(settings) = self.shared.routes.for_current_route(&self.shared.log) else {
@@ -333,11 +341,10 @@ impl HttpContext for Http {
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
             })
             .collect();
-        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
         self.machine = Some(machine);
         let head = RequestHead {
-            method: &method,
-            path: &path,
+            method,
+            path,
             headers: &headers,
             attributes,
         };
