@@ -757,16 +757,19 @@ impl Machine {
         let speculate =
             cfg.semantic_match && cfg.speculative_embedding && self.settings.exact_hits.speculate();
         let pipeline = self.with_expiry_scan(&mut ctx, pipeline, scan, now_ms);
-        effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
         if speculate {
+            // The embedding goes out first: it is the longer wait, and each dispatch costs the
+            // host tens of µs before the next request leaves.
             effects.push(Effect::Count(Counter::Speculated, 1));
             effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
+            effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
             let spec = Speculation {
                 started: now_ms,
                 embedding: None,
             };
             self.state = State::ExactAndEmbedding(ctx, spec);
         } else {
+            effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
             self.state = State::ExactLookup(ctx, now_ms);
         }
     }
