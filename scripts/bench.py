@@ -97,22 +97,27 @@ def log(msg: str) -> None:
 # tools
 
 
-def ensure_wrk() -> str:
-    """wrk from Debian; installed with apt-get when missing (as root)."""
-    found = shutil.which("wrk")
+def ensure_debian_tool(command: str, package: str) -> str:
+    """A command from a Debian package; installed with apt-get when missing (as root)."""
+    found = shutil.which(command)
     if found:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        log("installing wrk (apt-get install wrk)")
+        log(f"installing {command} (apt-get install {package})")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=False,
                        stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"],
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
                        env=env, check=True, stdout=subprocess.DEVNULL)
-        found = shutil.which("wrk")
+        found = shutil.which(command)
         if found:
             return found
-    sys.exit("bench: wrk is not installed (apt-get install wrk) and cannot be installed here")
+    sys.exit(f"bench: {command} is not installed (apt-get install {package}) and cannot be "
+             "installed here")
+
+
+def ensure_wrk() -> str:
+    return ensure_debian_tool("wrk", "wrk")
 
 
 def git_rev() -> str:

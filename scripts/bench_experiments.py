@@ -37,6 +37,11 @@ With --embedder-gap: the embedder's single-input latency with 0, 1, 3 and 10 ms 
 between sequential requests (a semantic hit leaves the embedder idle while Envoy, the bridge and
 Redis work; back-to-back requests, as in the "embedder alone" row, do not).
 
+With --timeline: per request kind (baseline, pass-through, exact hit local and through Redis,
+semantic hit, miss), requests sent one at a time and every hop between the client, Envoy, the
+bridge, Redis, the embedder and the mock LLM timestamped from a loopback packet capture
+(tcpdump): where the milliseconds go, without instrumenting anything.
+
 With --memory: only make bench's Redis memory row (entries stored through the filter, then the
 piece-by-piece breakdown), to iterate on the stored layout without the HTTP rows.
 
@@ -45,12 +50,14 @@ Usage: python scripts/bench_experiments.py [--variants default,nohold,...] [--du
        python scripts/bench_experiments.py --store-race
        python scripts/bench_experiments.py --embedder-gap
        python scripts/bench_experiments.py --memory [--entries 2000] [--answer-bytes 1000]
+       python scripts/bench_experiments.py --timeline [--timeline-requests 500] [--rows ...]
 Writes target/bench/experiments.json and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import re
 import subprocess
@@ -281,6 +288,140 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
     return out
 
 
+TCPDUMP_LINE = re.compile(
+    r"^(\d+\.\d+) IP 127\.0\.0\.1\.(\d+) > 127\.0\.0\.1\.(\d+): .* length (\d+)")
+
+
+def hop_sequences(capture: str, ports: dict[str, int]) -> list[list[tuple[float, str, int]]]:
+    """Per client request, its hops in order: (ms since the request's first byte, "->x" for a
+    packet with data sent to component x, "<-x" for one sent by x, bytes). A request starts at
+    a packet to Envoy's listener after Envoy's previous answer; consecutive packets of one
+    direction are one hop (its first packet's time)."""
+    name = {port: n for n, port in ports.items()}
+    reqs: list[list[tuple[float, str, int]]] = []
+    answered = True
+    for line in capture.splitlines():
+        m = TCPDUMP_LINE.match(line)
+        if not m or m.group(4) == "0":
+            continue
+        t, src, dst, n = float(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4))
+        hop = f"->{name[dst]}" if dst in name else f"<-{name[src]}" if src in name else None
+        if hop is None:
+            continue
+        if hop == "->envoy" and answered:
+            reqs.append([])
+            answered = False
+        if not reqs:
+            continue
+        seq = reqs[-1]
+        if seq and seq[-1][1] == hop:
+            seq[-1] = (seq[-1][0], hop, seq[-1][2] + n)
+        else:
+            seq.append((t, hop, n))
+        if hop == "<-envoy":
+            answered = True
+    return [[(round((t - r[0][0]) * 1e3, 3), hop, n) for t, hop, n in r] for r in reqs if r]
+
+
+def summarise_hops(seqs: list[list[tuple[float, str, int]]]) -> dict:
+    """The most common hop sequence, and per hop the median time since the request's first byte
+    and since the previous hop."""
+    import statistics
+    shapes = collections.Counter(tuple(h for _, h, _ in s) for s in seqs)
+    if not shapes:
+        return {"requests": 0}
+    shape, count = shapes.most_common(1)[0]
+    sel = [s for s in seqs if tuple(h for _, h, _ in s) == shape]
+    hops = []
+    for i, hop in enumerate(shape):
+        at = [s[i][0] for s in sel]
+        gap = [s[i][0] - (s[i - 1][0] if i else 0.0) for s in sel]
+        hops.append({"hop": hop, "at_ms": round(statistics.median(at), 3),
+                     "gap_ms": round(statistics.median(gap), 3), "bytes": sel[0][i][2]})
+    return {"requests": len(seqs), "shape_share": round(count / len(seqs), 3),
+            "other_shapes": [" ".join(k) for k, _ in shapes.most_common(3)[1:]], "hops": hops}
+
+
+def timeline(args, env: dict) -> dict:
+    """Where a request's time goes between the processes, from a packet capture on loopback
+    (tcpdump, Debian's package): one stack, requests sent one at a time (headers and body in one
+    write, as wrk sends them), every hop between the client, Envoy, the bridge, Redis, the
+    embedder and the mock LLM timestamped by the kernel. Nothing is instrumented, so the
+    figures include each process's wake-up and its share of the CPUs."""
+    import http.client
+    import statistics
+    tcpdump = bench.ensure_debian_tool("tcpdump", "tcpdump")
+    overlays = [("nofilter", None), ("redis", {"local_cache": {"entries": 0}})]
+    out: dict = {}
+    with Stack(mock_latency_ms=0, env=env, route_overlays=overlays) as s:
+        bench.fill_entries(s, args.entries, "sem", seed=8)
+        sem_bodies, out["seed"] = bench.seed_semantic(s, "sem", 64)
+        exact = bench.chat_body(bench.EXACT_PROMPT)
+        for _ in range(2):
+            bench.post(s.envoy_url, "/v1/chat/completions", exact, {bench.TENANT: "exact"})
+        port = lambda url: int(url.rsplit(":", 1)[1])  # noqa: E731
+        ports = {"envoy": s.envoy_port, "bridge": port(s.bridge_url), "redis": s.redis_port,
+                 "embedder": port(s.embedder_url), "mock": port(s.mock_url)}
+        n = args.timeline_requests
+        misses = [bench.chat_body(p) for p in bench.random_prompts(n, seed=23)]
+        kinds = {
+            "baseline": ("/nofilter/v1/chat/completions", [exact], {}),
+            "passthrough": ("/v1/chat/completions", [exact], {"cache-control": "no-store"}),
+            "exact_hit": ("/v1/chat/completions", [exact], {bench.TENANT: "exact"}),
+            "exact_hit_redis": ("/redis/v1/chat/completions", [exact], {bench.TENANT: "exact"}),
+            "semantic_hit": ("/v1/chat/completions", sem_bodies, {bench.TENANT: "sem"}),
+            "miss": ("/v1/chat/completions", misses, {bench.TENANT: "miss"}),
+        }
+        if args.rows:
+            kinds = {k: v for k, v in kinds.items() if k in args.rows.split(",")}
+        flt = "tcp and (" + " or ".join(f"port {p}" for p in ports.values()) + ")"
+        for kind, (path, bodies, headers) in kinds.items():
+            cap = Path(args.out) / "work" / f"timeline-{kind}.txt"
+            with open(cap, "w") as f:
+                dump = subprocess.Popen([tcpdump, "-i", "lo", "-nn", "-tt", "-l", "--immediate-mode",
+                                         flt], stdout=f, stderr=subprocess.PIPE, text=True)
+                # tcpdump says "listening on lo" once its capture is open.
+                dump.stderr.readline()
+                conn = http.client.HTTPConnection("127.0.0.1", s.envoy_port, timeout=10)
+                lat, labels = [], collections.Counter()
+                for i in range(n):
+                    body = bodies[i % len(bodies)].encode()
+                    t = time.perf_counter()
+                    conn.putrequest("POST", path)
+                    for k, v in {"content-type": "application/json",
+                                 "content-length": str(len(body)), **headers}.items():
+                        conn.putheader(k, v)
+                    conn.endheaders(message_body=body)
+                    r = conn.getresponse()
+                    r.read()
+                    lat.append((time.perf_counter() - t) * 1e3)
+                    labels[(r.status, r.getheader("x-semcache-status"),
+                            r.getheader("x-semcache-match"))] += 1
+                conn.close()
+                # tcpdump writes what the kernel captured a little later: wait until every
+                # answer is in the file (bounded), then stop it.
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    seqs = hop_sequences(cap.read_text(), ports)
+                    if sum(1 for q in seqs if q[-1][1] == "<-envoy") >= n:
+                        break
+                    time.sleep(0.05)
+                dump.terminate()
+                dump.wait(timeout=10)
+            seqs = hop_sequences(cap.read_text(), ports)
+            res = summarise_hops(seqs[:n])
+            res["client_p50_ms"] = round(statistics.median(lat), 3)
+            res["answers"] = {" ".join(str(x) for x in k): v for k, v in labels.items()}
+            out[kind] = res
+            print(f"{kind}: client p50 {res['client_p50_ms']:.3f} ms, answers {res['answers']}, "
+                  f"{res.get('shape_share', 0):.0%} of requests took this path:", flush=True)
+            for h in res.get("hops", []):
+                print(f"    {h['hop']:11} at {h['at_ms']:7.3f} ms  (+{h['gap_ms']:.3f})  "
+                      f"{h['bytes']} B", flush=True)
+    return out
+
+
+
 def search_ef(args, env: dict) -> dict:
     """`VSIM` recall and latency against its exploration factor (`search_ef`): partitions of real
     embeddings (eval texts plus random prompts) built with the filter's own `VADD … Q8`, queried
@@ -364,6 +505,10 @@ def main() -> int:
     ap.add_argument("--store-race", action="store_true", help="the store-after-close check instead")
     ap.add_argument("--embedder-gap", action="store_true", help="embedder latency after idle gaps")
     ap.add_argument("--memory", action="store_true", help="only the Redis memory row")
+    ap.add_argument("--timeline", action="store_true",
+                    help="per-hop timings of each request kind from a loopback packet capture")
+    ap.add_argument("--timeline-requests", type=int, default=500,
+                    help="--timeline: requests per kind, sent one at a time")
     ap.add_argument("--ef", action="store_true",
                     help="VSIM recall and latency against EF (search_ef), direct to Redis")
     ap.add_argument("--ef-sizes", default="2000,20000", help="--ef: partition sizes")
@@ -402,6 +547,10 @@ def main() -> int:
     if args.embedder_gap:
         results["embedder_gap"] = embedder_gap(env, args.rounds)
         (out / "experiments-embedder-gap.json").write_text(json.dumps(results, indent=2) + "\n")
+        return 0
+    if args.timeline:
+        results["timeline"] = timeline(args, env)
+        (out / "experiments-timeline.json").write_text(json.dumps(results, indent=2) + "\n")
         return 0
     if args.ef:
         results["search_ef"] = search_ef(args, env)
@@ -445,6 +594,11 @@ def main() -> int:
             # The filter built with wasm SIMD: RUSTFLAGS="-C target-feature=+simd128" cargo build
             # --target wasm32-wasip1 --profile wasm -p semcache --target-dir target/simd
             extra["wasm"] = ROOT / "target/simd/wasm32-wasip1/wasm/semcache.wasm"
+        elif variant == "alt":
+            # Another build of the filter, for an A/B against the working tree's, e.g. an older
+            # commit's: cargo build --target wasm32-wasip1 --profile wasm -p semcache
+            # --target-dir target/alt
+            extra["wasm"] = ROOT / "target/alt/wasm32-wasip1/wasm/semcache.wasm"
         with VariantStack(cfg, mock_latency_ms=0, env=venv, variant=variant, **extra,
                           route_overlays=[("nofilter", None), ("pt", {}),
                                           ("off", {"enabled": False}),
