@@ -292,11 +292,12 @@ TCPDUMP_LINE = re.compile(
     r"^(\d+\.\d+) IP 127\.0\.0\.1\.(\d+) > 127\.0\.0\.1\.(\d+): .* length (\d+)")
 
 
-def hop_sequences(capture: str, ports: dict[str, int]) -> list[list[tuple[float, str, int]]]:
+def hop_sequences(capture: str, ports: dict[str, int],
+                  entry: str = "envoy") -> list[list[tuple[float, str, int]]]:
     """Per client request, its hops in order: (ms since the request's first byte, "->x" for a
     packet with data sent to component x, "<-x" for one sent by x, bytes). A request starts at
-    a packet to Envoy's listener after Envoy's previous answer; consecutive packets of one
-    direction are one hop (its first packet's time)."""
+    a packet to `entry` (Envoy's listener) after its previous answer; consecutive packets of
+    one direction are one hop (the first one's time, all their bytes)."""
     name = {port: n for n, port in ports.items()}
     reqs: list[list[tuple[float, str, int]]] = []
     answered = True
@@ -308,7 +309,7 @@ def hop_sequences(capture: str, ports: dict[str, int]) -> list[list[tuple[float,
         hop = f"->{name[dst]}" if dst in name else f"<-{name[src]}" if src in name else None
         if hop is None:
             continue
-        if hop == "->envoy" and answered:
+        if hop == f"->{entry}" and answered:
             reqs.append([])
             answered = False
         if not reqs:
@@ -318,7 +319,7 @@ def hop_sequences(capture: str, ports: dict[str, int]) -> list[list[tuple[float,
             seq[-1] = (seq[-1][0], hop, seq[-1][2] + n)
         else:
             seq.append((t, hop, n))
-        if hop == "<-envoy":
+        if hop == f"<-{entry}":
             answered = True
     return [[(round((t - r[0][0]) * 1e3, 3), hop, n) for t, hop, n in r] for r in reqs if r]
 
@@ -364,11 +365,16 @@ def timeline(args, env: dict) -> dict:
                  "embedder": port(s.embedder_url), "mock": port(s.mock_url)}
         n = args.timeline_requests
         misses = [bench.chat_body(p) for p in bench.random_prompts(n, seed=23)]
+        # What the filter sends the embedder for the semantic row (single-turn prompts).
+        embeds = [json.dumps({"model": "all-MiniLM-L6-v2", "encoding_format": "base64",
+                              "input": json.loads(b)["messages"][-1]["content"]})
+                  for b in sem_bodies]
         kinds = {
             "baseline": ("/nofilter/v1/chat/completions", [exact], {}),
             "passthrough": ("/v1/chat/completions", [exact], {"cache-control": "no-store"}),
             "exact_hit": ("/v1/chat/completions", [exact], {bench.TENANT: "exact"}),
             "exact_hit_redis": ("/redis/v1/chat/completions", [exact], {bench.TENANT: "exact"}),
+            "embedder_alone": ("/v1/embeddings", embeds, {}),
             "semantic_hit": ("/v1/chat/completions", sem_bodies, {bench.TENANT: "sem"}),
             "miss": ("/v1/chat/completions", misses, {bench.TENANT: "miss"}),
         }
@@ -382,7 +388,8 @@ def timeline(args, env: dict) -> dict:
                                          flt], stdout=f, stderr=subprocess.PIPE, text=True)
                 # tcpdump says "listening on lo" once its capture is open.
                 dump.stderr.readline()
-                conn = http.client.HTTPConnection("127.0.0.1", s.envoy_port, timeout=10)
+                entry = "embedder" if kind == "embedder_alone" else "envoy"
+                conn = http.client.HTTPConnection("127.0.0.1", ports[entry], timeout=10)
                 lat, labels = [], collections.Counter()
                 for i in range(n):
                     body = bodies[i % len(bodies)].encode()
@@ -402,13 +409,13 @@ def timeline(args, env: dict) -> dict:
                 # answer is in the file (bounded), then stop it.
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline:
-                    seqs = hop_sequences(cap.read_text(), ports)
-                    if sum(1 for q in seqs if q[-1][1] == "<-envoy") >= n:
+                    seqs = hop_sequences(cap.read_text(), ports, entry)
+                    if sum(1 for q in seqs if q[-1][1] == f"<-{entry}") >= n:
                         break
                     time.sleep(0.05)
                 dump.terminate()
                 dump.wait(timeout=10)
-            seqs = hop_sequences(cap.read_text(), ports)
+            seqs = hop_sequences(cap.read_text(), ports, entry)
             res = summarise_hops(seqs[:n])
             res["client_p50_ms"] = round(statistics.median(lat), 3)
             res["answers"] = {" ".join(str(x) for x in k): v for k, v in labels.items()}
