@@ -70,7 +70,12 @@ fn time(name: &str, n: usize, expect: usize, mut f: impl FnMut() -> usize) {
         sent += f();
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-    println!("{name:14} {us:8.2} µs per request (native; {sent} of {n} answered from cache)");
+    let how = if cfg!(target_arch = "wasm32") {
+        "wasm"
+    } else {
+        "native"
+    };
+    println!("{name:14} {us:8.2} µs per request ({how}; {sent} of {n} answered from cache)");
 }
 
 fn main() {
