@@ -758,8 +758,8 @@ impl Machine {
             cfg.semantic_match && cfg.speculative_embedding && self.settings.exact_hits.speculate();
         let pipeline = self.with_expiry_scan(&mut ctx, pipeline, scan, now_ms);
         if speculate {
-            // The embedding goes out first: it is the longer wait, and each dispatch costs the
-            // host tens of µs before the next request leaves.
+            // The embedding, the longer wait, is written first. Both requests leave when the
+            // callback returns, so this gains only µs (docs/bench.md, finding 4, hop by hop).
             effects.push(Effect::Count(Counter::Speculated, 1));
             effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
             effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
