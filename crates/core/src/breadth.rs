@@ -40,7 +40,12 @@ impl SetSizes {
 
     pub fn observe(&self, key: &str, size: u64) {
         let mut map = self.0.borrow_mut();
-        if map.len() >= MAX_TRACKED && !map.contains_key(key) {
+        // Every search reports its set's size: a known set is updated without a new key.
+        if let Some(known) = map.get_mut(key) {
+            *known = size;
+            return;
+        }
+        if map.len() >= MAX_TRACKED {
             map.clear();
         }
         map.insert(key.to_string(), size);
