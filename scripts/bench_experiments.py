@@ -345,9 +345,9 @@ def summarise_hops(seqs: list[list[tuple[float, str, int]]]) -> dict:
 
 def timeline(args, env: dict) -> dict:
     """Where a request's time goes between the processes, from a packet capture on loopback
-    (tcpdump, Debian's package): one stack, requests sent one at a time (headers and body in one
-    write, as wrk sends them), every hop between the client, Envoy, the bridge, Redis, the
-    embedder and the mock LLM timestamped by the kernel. Nothing is instrumented, so the
+    (tcpdump, Debian's package): one stack, requests sent one at a time (http.client writes the
+    headers and the body separately; the hop table merges them), every hop between the client,
+    Envoy, the bridge, Redis, the embedder and the mock LLM timestamped by the kernel. Nothing is instrumented, so the
     figures include each process's wake-up and its share of the CPUs."""
     import http.client
     import statistics
@@ -426,7 +426,6 @@ def timeline(args, env: dict) -> dict:
                 print(f"    {h['hop']:11} at {h['at_ms']:7.3f} ms  (+{h['gap_ms']:.3f})  "
                       f"{h['bytes']} B", flush=True)
     return out
-
 
 
 def search_ef(args, env: dict) -> dict:
