@@ -225,8 +225,9 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
     import statistics
     off = {k: False for k in ("numbers", "negation", "entities", "quoted", "scope", "substitution")}
     overlays = [("nofilter", None), ("nx", {"exact_match": False}), ("ng", {"guards": off}),
-                ("k1", {"top_k": 1}), ("ns", {"speculative_embedding": False}),
-                ("th", {"search_nothread": False}), ("fe", {"adaptive_search_ef": False})]
+                ("k1", {"top_k": 1}), ("ns", {"speculative_embedding": False, "fold_exact_lookup": False}),
+                ("th", {"search_nothread": False}), ("fe", {"adaptive_search_ef": False}),
+                ("nf", {"fold_exact_lookup": False})]
     out: dict = {}
     with Stack(mock_latency_ms=0, env=env, route_overlays=overlays) as s:
         pids = {n: p.pid for n, p in s.procs.items()}
@@ -248,6 +249,7 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
             "no_speculation": (s.envoy_url + "/ns/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
             "vsim_threaded": (s.envoy_url + "/th/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
             "fixed_ef": (s.envoy_url + "/fe/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
+            "not_folded": (s.envoy_url + "/nf/v1/chat/completions", "semantic", {bench.TENANT: "sem"}),
         }
         if args.perf:
             # Where Envoy's CPU goes on a semantic hit (c=1): the wasm module's JIT code against
@@ -343,16 +345,19 @@ def summarise_hops(seqs: list[list[tuple[float, str, int]]]) -> dict:
             "other_shapes": [" ".join(k) for k, _ in shapes.most_common(3)[1:]], "hops": hops}
 
 
-def timeline(args, env: dict) -> dict:
+def timeline(args, env: dict, wrk: "bench.Wrk | None" = None) -> dict:
     """Where a request's time goes between the processes, from a packet capture on loopback
     (tcpdump, Debian's package): one stack, requests sent one at a time (http.client writes the
     headers and the body separately; the hop table merges them), every hop between the client,
     Envoy, the bridge, Redis, the embedder and the mock LLM timestamped by the kernel. Nothing is instrumented, so the
-    figures include each process's wake-up and its share of the CPUs."""
+    figures include each process's wake-up and its share of the CPUs. With `wrk`, each kind is
+    sent by wrk at c=1 for --duration seconds instead, back to back as `make bench` sends it."""
     import http.client
     import statistics
     tcpdump = bench.ensure_debian_tool("tcpdump", "tcpdump")
-    overlays = [("nofilter", None), ("redis", {"local_cache": {"entries": 0}})]
+    overlays = [("nofilter", None), ("redis", {"local_cache": {"entries": 0}}),
+                ("nx", {"exact_match": False}), ("ns", {"speculative_embedding": False, "fold_exact_lookup": False}),
+                ("nf", {"fold_exact_lookup": False})]
     out: dict = {}
     with Stack(mock_latency_ms=0, env=env, route_overlays=overlays) as s:
         bench.fill_entries(s, args.entries, "sem", seed=8)
@@ -363,8 +368,8 @@ def timeline(args, env: dict) -> dict:
         port = lambda url: int(url.rsplit(":", 1)[1])  # noqa: E731
         ports = {"envoy": s.envoy_port, "bridge": port(s.bridge_url), "redis": s.redis_port,
                  "embedder": port(s.embedder_url), "mock": port(s.mock_url)}
-        n = args.timeline_requests
-        misses = [bench.chat_body(p) for p in bench.random_prompts(n, seed=23)]
+        n0 = args.timeline_requests
+        misses = [bench.chat_body(p) for p in bench.random_prompts(n0, seed=23)]
         # What the filter sends the embedder for the semantic row (single-turn prompts).
         embeds = [json.dumps({"model": "all-MiniLM-L6-v2", "encoding_format": "base64",
                               "input": json.loads(b)["messages"][-1]["content"]})
@@ -376,12 +381,18 @@ def timeline(args, env: dict) -> dict:
             "exact_hit_redis": ("/redis/v1/chat/completions", [exact], {bench.TENANT: "exact"}),
             "embedder_alone": ("/v1/embeddings", embeds, {}),
             "semantic_hit": ("/v1/chat/completions", sem_bodies, {bench.TENANT: "sem"}),
+            # The same without the exact lookup, and with the embedding after it.
+            "semantic_no_exact": ("/nx/v1/chat/completions", sem_bodies, {bench.TENANT: "sem"}),
+            "semantic_no_speculation": ("/ns/v1/chat/completions", sem_bodies,
+                                        {bench.TENANT: "sem"}),
+            "semantic_not_folded": ("/nf/v1/chat/completions", sem_bodies, {bench.TENANT: "sem"}),
             "miss": ("/v1/chat/completions", misses, {bench.TENANT: "miss"}),
         }
         if args.rows:
             kinds = {k: v for k, v in kinds.items() if k in args.rows.split(",")}
         flt = "tcp and (" + " or ".join(f"port {p}" for p in ports.values()) + ")"
         for kind, (path, bodies, headers) in kinds.items():
+            n = n0
             cap = Path(args.out) / "work" / f"timeline-{kind}.txt"
             with open(cap, "w") as f:
                 dump = subprocess.Popen([tcpdump, "-i", "lo", "-nn", "-tt", "-l", "--immediate-mode",
@@ -389,9 +400,18 @@ def timeline(args, env: dict) -> dict:
                 # tcpdump says "listening on lo" once its capture is open.
                 dump.stderr.readline()
                 entry = "embedder" if kind == "embedder_alone" else "envoy"
-                conn = http.client.HTTPConnection("127.0.0.1", ports[entry], timeout=10)
                 lat, labels = [], collections.Counter()
-                for i in range(n):
+                if wrk is not None:
+                    # As `make bench` sends them: wrk at c=1, back to back, one write each.
+                    base = s.embedder_url if entry == "embedder" else s.envoy_url
+                    wrk.bodies(f"tl-{kind}", bodies)
+                    r = wrk.run(base + path, f"tl-{kind}", concurrency=1, duration=args.duration,
+                                headers=headers)
+                    n = r["requests"]
+                    lat = [r["p50_ms"]]
+                    labels[("wrk", "errors", r["error_count"])] = n
+                conn = http.client.HTTPConnection("127.0.0.1", ports[entry], timeout=10)
+                for i in range(n if wrk is None else 0):
                     body = bodies[i % len(bodies)].encode()
                     t = time.perf_counter()
                     conn.putrequest("POST", path)
@@ -515,6 +535,8 @@ def main() -> int:
                     help="per-hop timings of each request kind from a loopback packet capture")
     ap.add_argument("--timeline-requests", type=int, default=500,
                     help="--timeline: requests per kind, sent one at a time")
+    ap.add_argument("--timeline-wrk", action="store_true",
+                    help="--timeline: send each kind with wrk at c=1 for --duration seconds")
     ap.add_argument("--ef", action="store_true",
                     help="VSIM recall and latency against EF (search_ef), direct to Redis")
     ap.add_argument("--ef-sizes", default="2000,20000", help="--ef: partition sizes")
@@ -555,7 +577,7 @@ def main() -> int:
         (out / "experiments-embedder-gap.json").write_text(json.dumps(results, indent=2) + "\n")
         return 0
     if args.timeline:
-        results["timeline"] = timeline(args, env)
+        results["timeline"] = timeline(args, env, wrk if args.timeline_wrk else None)
         (out / "experiments-timeline.json").write_text(json.dumps(results, indent=2) + "\n")
         return 0
     if args.ef:

@@ -354,26 +354,38 @@ def test_adaptive_search_breadth_asks_the_set_size_with_each_search(make_stack, 
 
 
 def test_speculative_embedding_is_counted_and_an_unused_one_harms_nothing(make_stack, client):
-    # A fresh stack: every worker starts with no exact hits seen, so every lookup speculates.
-    # The local tier is off (config()), or it would answer the repeat without any lookup.
-    s = make_stack(filter_config=config(), route_overlays=[("nospec", {"speculative_embedding": False})])
-    first = post(client, s, chat(CAPITAL), x_semcache_tenant="t-spec")
-    exact = post(client, s, chat(CAPITAL), x_semcache_tenant="t-spec")
-    para = post(client, s, chat("what's the capital city of France"), x_semcache_tenant="t-spec")
-    assert [status(first), status(exact), status(para)] == ["miss", "hit", "hit"]
-    assert exact.headers["x-semcache-match"] == "exact" and para.headers["x-semcache-match"] == "semantic"
-    assert answer(exact) == answer(first) == answer(para)
-    stats = cache_stats(s)
-    assert stats["semcache.embeddings.speculative"] == 3
-    # Only the exact hit's embedding went unused (the glue forgot its callout).
-    assert stats["semcache.embeddings.speculative_unused"] == 1
-    assert stats.get("semcache.errors.embeddings", 0) == 0 and stats.get("semcache.errors.lookup", 0) == 0
+    # A fresh stack: every worker starts with no exact hits seen, so every lookup embeds before
+    # the exact lookup in Redis has answered: folded into the vector search (the default), or
+    # beside it (`fold_exact_lookup` off). The local tier is off (config()), or it would answer
+    # the repeat without any lookup.
+    s = make_stack(filter_config=config(),
+                   route_overlays=[("beside", {"fold_exact_lookup": False}),
+                                   ("nospec", {"fold_exact_lookup": False,
+                                               "speculative_embedding": False})])
+    stats = {}
+    for tenant, path in (("t-fold", CHAT), ("t-beside", "/beside" + CHAT)):
+        first = post(client, s, chat(CAPITAL), x_semcache_tenant=tenant, path=path)
+        exact = post(client, s, chat(CAPITAL), x_semcache_tenant=tenant, path=path)
+        para = post(client, s, chat("what's the capital city of France"), x_semcache_tenant=tenant,
+                    path=path)
+        assert [status(first), status(exact), status(para)] == ["miss", "hit", "hit"], path
+        assert exact.headers["x-semcache-match"] == "exact"
+        assert para.headers["x-semcache-match"] == "semantic"
+        assert answer(exact) == answer(first) == answer(para)
+        before, stats = stats, cache_stats(s)
+        spec = stats["semcache.embeddings.speculative"] - before.get("semcache.embeddings.speculative", 0)
+        unused = (stats["semcache.embeddings.speculative_unused"]
+                  - before.get("semcache.embeddings.speculative_unused", 0))
+        assert spec == 3, path
+        # Only the exact hit's embedding went unused (beside: the glue forgot its callout).
+        assert unused == 1, path
+        assert stats.get("semcache.errors.embeddings", 0) == 0 and stats.get("semcache.errors.lookup", 0) == 0
 
-    # Switched off on a route: the same requests, nothing speculative.
+    # Both switched off on a route: the same requests, nothing speculative.
     for text in (CAPITAL, "what's the capital city of France"):
-        r = post(client, s, chat(text), x_semcache_tenant="t-spec", path="/nospec" + CHAT)
+        r = post(client, s, chat(text), x_semcache_tenant="t-fold", path="/nospec" + CHAT)
         assert status(r) == "hit"
     after = cache_stats(s)
-    assert after["semcache.embeddings.speculative"] == 3
+    assert after["semcache.embeddings.speculative"] == stats["semcache.embeddings.speculative"]
     assert after["semcache.hits.exact"] == stats["semcache.hits.exact"] + 1
     assert after["semcache.hits.semantic"] == stats["semcache.hits.semantic"] + 1

@@ -155,6 +155,7 @@ struct RawConfig {
     exact_match: Option<bool>,
     semantic_match: Option<bool>,
     speculative_embedding: Option<bool>,
+    fold_exact_lookup: Option<bool>,
     top_k: Option<u32>,
     search_ef: Option<u32>,
     search_nothread: Option<bool>,
@@ -255,6 +256,9 @@ pub struct Config {
     pub semantic_match: bool,
     /// Start the embedding with the exact lookup while exact hits are rare (`speculation`).
     pub speculative_embedding: bool,
+    /// While exact hits are rare, send the exact lookup in Redis with the vector search instead
+    /// of before it (`speculation`): one callout less per semantic hit and miss.
+    pub fold_exact_lookup: bool,
     pub top_k: u32,
     pub search_ef: u32,
     /// Vector sets: `VSIM … NOTHREAD` (search on Redis's main thread).
@@ -599,6 +603,7 @@ impl Config {
             exact_match,
             semantic_match,
             speculative_embedding: raw.speculative_embedding.unwrap_or(true),
+            fold_exact_lookup: raw.fold_exact_lookup.unwrap_or(true),
             top_k,
             search_ef,
             // The cache's Redis is its own (a sidecar), and partitions are small: the main
@@ -655,7 +660,7 @@ mod tests {
         assert_eq!(c.headers.status, "x-semcache-status");
         assert_eq!(c.backend, Backend::VectorSets);
         assert_eq!(c.local_cache.entries, DEFAULT_LOCAL_ENTRIES);
-        assert!(c.adaptive_search_ef && c.search_nothread);
+        assert!(c.adaptive_search_ef && c.search_nothread && c.fold_exact_lookup);
         assert_eq!(c.local_cache.ttl_seconds, 10);
     }
 

@@ -116,6 +116,13 @@ struct Ctx {
     storage: Rc<dyn StorageDyn>,
     /// Replies the pending lookup callout carries: its own, then the expiry scan's.
     replies: (usize, usize),
+    /// The exact lookup in Redis rides on the vector search (`fold_exact_lookup`)...
+    fold: bool,
+    /// ...and its replies head the pending semantic lookup's.
+    folded: usize,
+    /// The embedding failed (already counted) and the exact lookup went alone: its miss goes
+    /// upstream uncached.
+    embedding_failed: bool,
     expired: Vec<String>,
     vector: Option<Vec<f32>>,
     /// Whether the fresh answer may be stored.
@@ -415,6 +422,9 @@ impl Machine {
             id,
             storage,
             replies: (0, 0),
+            fold: false,
+            folded: 0,
+            embedding_failed: false,
             expired: Vec::new(),
             vector: None,
             store: true,
@@ -549,7 +559,24 @@ impl Machine {
                     Histogram::LookupMs,
                     now_ms.saturating_sub(started),
                 ));
-                let replies = self.lookup_replies(&mut ctx, ok, res.body, effects);
+                let replies = match self.lookup_replies(&mut ctx, ok, res.body, effects) {
+                    Some(mut exact) if ctx.folded > 0 => {
+                        let semantic = exact.split_off(ctx.folded.min(exact.len()));
+                        match reply_ok(ctx.storage.parse_exact(&exact, now_ms), effects) {
+                            Some(Some(entry)) => {
+                                // The embedding was not needed after all.
+                                effects.push(Effect::Count(Counter::SpeculationUnused, 1));
+                                return self.exact_hit(&ctx, &entry, now_ms, effects);
+                            }
+                            Some(None) => {
+                                self.settings.exact_hits.observe(false);
+                                Some(semantic)
+                            }
+                            None => None,
+                        }
+                    }
+                    other => other,
+                };
                 let candidates =
                     replies.and_then(|r| reply_ok(ctx.storage.parse_semantic(&r), effects));
                 let Some(candidates) = candidates else {
@@ -695,17 +722,18 @@ impl Machine {
         match result {
             Some(None) => self.settings.exact_hits.observe(false),
             Some(Some(entry)) => {
-                self.settings.exact_hits.observe(true);
                 unused(effects);
-                if let Some((key, value)) = self.local_copy(&ctx.id, now_ms, &entry) {
-                    effects.push(Effect::LocalPut(key, value));
-                }
-                return self.serve(&ctx, &entry, None, now_ms, effects);
+                return self.exact_hit(&ctx, &entry, now_ms, effects);
             }
             None => {
                 unused(effects);
                 return self.fail_open(ctx, Counter::ErrorLookup, "lookup", res.status, effects);
             }
+        }
+        if ctx.embedding_failed {
+            effects.push(Effect::ResumeRequest);
+            self.state = State::Upstream(ctx);
+            return;
         }
         if !self.settings.config.semantic_match {
             return self.miss(ctx, effects);
@@ -726,6 +754,16 @@ impl Machine {
         }
     }
 
+    /// An exact hit in Redis: served, kept in the local tier, and noted for the choice between
+    /// embedding first and looking up first.
+    fn exact_hit(&mut self, ctx: &Ctx, entry: &Entry, now_ms: u64, effects: &mut Vec<Effect>) {
+        self.settings.exact_hits.observe(true);
+        if let Some((key, value)) = self.local_copy(&ctx.id, now_ms, entry) {
+            effects.push(Effect::LocalPut(key, value));
+        }
+        self.serve(ctx, entry, None, now_ms, effects);
+    }
+
     /// The query's embedding (or its failure): on to the vector search.
     fn on_embedding(
         &mut self,
@@ -736,26 +774,77 @@ impl Machine {
         effects: &mut Vec<Effect>,
     ) {
         let Some(vector) = vector else {
-            return self.fail_open(ctx, Counter::ErrorEmbeddings, "embeddings", status, effects);
+            if !ctx.fold {
+                return self.fail_open(
+                    ctx,
+                    Counter::ErrorEmbeddings,
+                    "embeddings",
+                    status,
+                    effects,
+                );
+            }
+            // The exact lookup was to ride on the search: it goes alone, so that the exact
+            // tier keeps answering while the embedder is down.
+            self.note_failure(
+                &mut ctx,
+                Counter::ErrorEmbeddings,
+                "embeddings",
+                status,
+                effects,
+            );
+            ctx.fold = false;
+            ctx.embedding_failed = true;
+            return self.dispatch_exact_alone(ctx, now_ms, false, effects);
         };
         let cfg = &self.settings.config;
-        let pipeline =
-            ctx.storage
-                .semantic_lookup(&vector, cfg.top_k, cfg.score_threshold, cfg.search_ef);
+        let mut pipeline = if ctx.fold {
+            ctx.storage.exact_lookup(&ctx.id)
+        } else {
+            Pipeline::new()
+        };
+        ctx.folded = pipeline.len();
+        pipeline.append(ctx.storage.semantic_lookup(
+            &vector,
+            cfg.top_k,
+            cfg.score_threshold,
+            cfg.search_ef,
+        ));
         let pipeline = self.with_expiry_scan(&mut ctx, pipeline, true, now_ms);
         ctx.vector = Some(vector);
         effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
         self.state = State::SemanticLookup(ctx, now_ms);
     }
 
+    /// After the local tier (when on): the exact lookup in Redis, and maybe the embedding.
     fn dispatch_exact(&mut self, mut ctx: Box<Ctx>, now_ms: u64, effects: &mut Vec<Effect>) {
+        let cfg = &self.settings.config;
+        let rare = cfg.semantic_match && self.settings.exact_hits.rare();
+        if rare && cfg.fold_exact_lookup {
+            // Embed first; the exact lookup goes with the vector search (`on_embedding`). Its
+            // own step cost more than it saved on a 2-core host, where the embedder needs both
+            // cores (docs/bench.md, finding 4).
+            effects.push(Effect::Count(Counter::Speculated, 1));
+            effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
+            ctx.fold = true;
+            self.state = State::Embedding(ctx, now_ms);
+            return;
+        }
+        let speculate = rare && cfg.speculative_embedding;
+        self.dispatch_exact_alone(ctx, now_ms, speculate, effects);
+    }
+
+    /// The exact lookup in its own callout, with the embedding beside it when `speculate`.
+    fn dispatch_exact_alone(
+        &mut self,
+        mut ctx: Box<Ctx>,
+        now_ms: u64,
+        speculate: bool,
+        effects: &mut Vec<Effect>,
+    ) {
         let pipeline = ctx.storage.exact_lookup(&ctx.id);
         // The expiry scan rides on the request's last lookup: the semantic one when there is
         // one, so an exact hit stays a single command.
-        let cfg = &self.settings.config;
-        let scan = !cfg.semantic_match;
-        let speculate =
-            cfg.semantic_match && cfg.speculative_embedding && self.settings.exact_hits.speculate();
+        let scan = !self.settings.config.semantic_match;
         let pipeline = self.with_expiry_scan(&mut ctx, pipeline, scan, now_ms);
         if speculate {
             // The embedding, the longer wait, is written first. Both requests leave when the
@@ -871,6 +960,20 @@ impl Machine {
         status: Option<u16>,
         effects: &mut Vec<Effect>,
     ) {
+        self.note_failure(&mut ctx, counter, what, status, effects);
+        effects.push(Effect::ResumeRequest);
+        self.state = State::Upstream(ctx);
+    }
+
+    /// A failed callout: counted, logged, and the request will go upstream uncached.
+    fn note_failure(
+        &self,
+        ctx: &mut Ctx,
+        counter: Counter,
+        what: &'static str,
+        status: Option<u16>,
+        effects: &mut Vec<Effect>,
+    ) {
         effects.push(Effect::Count(counter, 1));
         effects.push(warn(
             what,
@@ -885,8 +988,6 @@ impl Machine {
         ctx.label = "error";
         // A failing dependency is not asked again for this request.
         ctx.store = false;
-        effects.push(Effect::ResumeRequest);
-        self.state = State::Upstream(ctx);
     }
 
     fn miss(&mut self, ctx: Box<Ctx>, effects: &mut Vec<Effect>) {

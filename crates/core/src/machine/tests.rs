@@ -5,9 +5,11 @@ use crate::config::Config;
 use base64::Engine;
 
 // These scenarios are about Redis, so the local tier (on by default) is off; its own tests below
-// use LOCAL_CFG and the default.
+// use LOCAL_CFG and the default. They look up exact first (with the speculative embedding beside
+// it); the folded exact lookup (on by default) has its own tests below, with FOLD_CFG.
 const CFG: &str = r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"},
-    "vary_by":[{"header":"x-tenant"}],"score_threshold":0.2,"local_cache":{"entries":0}}"#;
+    "vary_by":[{"header":"x-tenant"}],"score_threshold":0.2,"local_cache":{"entries":0},
+    "fold_exact_lookup":false}"#;
 
 fn machine_with(cfg: &str) -> Machine {
     let (c, _) = Config::parse(cfg).unwrap();
@@ -642,6 +644,28 @@ fn local_put(fx: &[Effect]) -> Option<(&String, &Vec<u8>)> {
     })
 }
 
+/// After the local tier missed, with the default config: no exact lookup of its own, the
+/// embedding, then the exact lookup in Redis riding on the vector search. Answers that with
+/// `exact` (the reply to `VGETATTR`) and an empty search; returns the effects of that answer.
+fn folded_exact(m: &mut Machine, fx: &[Effect], exact: &str) -> Vec<Effect> {
+    assert!(
+        dispatched(fx).iter().all(|c| c.target != Target::Bridge),
+        "no exact lookup of its own: {fx:?}"
+    );
+    to(fx, Target::Embeddings);
+    let fx = callout(m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    let lookup = String::from_utf8_lossy(&to(&fx, Target::Bridge).body).into_owned();
+    assert!(
+        lookup.find("VGETATTR") < lookup.find("VSIM") && lookup.contains("VGETATTR"),
+        "{lookup}"
+    );
+    callout(
+        m,
+        Some(200),
+        format!("{exact}*0\r\n:0\r\n*0\r\n").as_bytes(),
+    )
+}
+
 /// A request the local tier cannot answer (empty slot), answered by Redis: the slot's key and
 /// the value the hit puts there.
 fn local_fill_from_redis() -> (String, Vec<u8>) {
@@ -657,9 +681,8 @@ fn local_fill_from_redis() -> (String, Vec<u8>) {
     );
     let mut fx = Vec::new();
     m.on_local(None, 1_000_050, &mut fx);
-    assert!(String::from_utf8_lossy(&to(&fx, Target::Bridge).body).contains("VGETATTR"));
     let e = entry_json("What is the capital of France?", "Paris.");
-    let fx = callout(&mut m, Some(200), bulk(&e).as_bytes());
+    let fx = folded_exact(&mut m, &fx, &bulk(&e));
     assert!(local_reply(&fx).is_some());
     let (put_key, value) = local_put(&fx).expect("a Redis hit fills the local tier");
     assert_eq!(put_key, &key);
@@ -690,7 +713,12 @@ fn local_tier_is_filled_by_a_redis_exact_hit_and_then_answers_alone() {
     let mut fx = Vec::new();
     m.on_local(Some(&value), 1_000_100 + 10_000, &mut fx);
     assert!(local_reply(&fx).is_none());
-    assert!(String::from_utf8_lossy(&to(&fx, Target::Bridge).body).contains("VGETATTR"));
+    let fx = folded_exact(
+        &mut m,
+        &fx,
+        &bulk(&entry_json("What is the capital of France?", "Paris.")),
+    );
+    assert!(local_reply(&fx).is_some(), "and Redis still has it");
 }
 
 #[test]
@@ -707,7 +735,8 @@ fn local_tier_never_serves_another_id_or_an_expired_entry() {
     let mut fx = Vec::new();
     m.on_local(Some(&other), 1_000_100, &mut fx);
     assert!(local_reply(&fx).is_none());
-    to(&fx, Target::Bridge); // on to Redis
+    let fx = folded_exact(&mut m, &fx, "$-1\r\n"); // on to Redis, which has nothing
+    assert!(has(&fx, &Effect::Count(Counter::Miss, 1)));
 
     // This id's entry, fetched recently, but past the entry's own expiry: not served.
     let (key, value) = local_fill_from_redis();
@@ -741,7 +770,7 @@ fn local_tier_is_on_by_default_off_at_zero_and_skips_oversized_entries() {
     let mut fx = Vec::new();
     m.on_local(None, 1_000_050, &mut fx);
     let big = entry_json("What is the capital of France?", &"x".repeat(400));
-    let fx = callout(&mut m, Some(200), bulk(&big).as_bytes());
+    let fx = folded_exact(&mut m, &fx, &bulk(&big));
     assert!(local_reply(&fx).is_some());
     assert!(
         local_put(&fx).is_none(),
@@ -928,6 +957,169 @@ fn a_run_of_exact_hits_stops_the_speculation_and_misses_bring_it_back() {
         "\"speculative_embedding\":false,\"score_threshold\"",
     ));
     assert_eq!(targets(&mut m), [Target::Bridge]);
+}
+
+/// CFG with the default folded exact lookup.
+fn fold_machine() -> Machine {
+    machine_with(&CFG.replace(
+        r#""fold_exact_lookup":false"#,
+        r#""fold_exact_lookup":true"#,
+    ))
+}
+
+fn commands(c: &Callout) -> Vec<String> {
+    let n = hdr(&c.headers, "x-semcache-commands")
+        .unwrap()
+        .parse()
+        .unwrap();
+    crate::resp::decode_replies(&c.body, n)
+        .unwrap()
+        .iter()
+        .map(|r| match r {
+            crate::resp::Reply::Array(a) => {
+                String::from_utf8_lossy(a[0].as_bytes().unwrap()).into_owned()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn folded_the_exact_lookup_rides_on_the_vector_search_after_the_embedding() {
+    let mut m = fold_machine();
+    let (a, fx) = start(&mut m, &[("x-tenant", "t1")], BODY);
+    assert_eq!(a, Action::Pause);
+    assert_eq!(dispatched(&fx).len(), 1, "only the embedding: {fx:?}");
+    to(&fx, Target::Embeddings);
+    assert!(has(&fx, &Effect::Count(Counter::Speculated, 1)));
+    let fx = callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    let lookup = to(&fx, Target::Bridge);
+    // The exact lookup first, then the search and its set size, then the expiry scan.
+    assert_eq!(commands(lookup), ["VGETATTR", "VSIM", "VCARD", "ZRANGE"]);
+
+    // Nothing under the exact key, one candidate near enough: a semantic hit.
+    let mut reply = b"$-1\r\n".to_vec();
+    reply.extend(vsim_reply("Tell me the capital of France.", "0.96"));
+    let fx = callout(&mut m, Some(200), &reply);
+    let (h, _) = local_reply(&fx).expect("semantic hit");
+    assert_eq!(hdr(h, "x-semcache-match"), Some("semantic"));
+    assert!(has(&fx, &Effect::Count(Counter::HitSemantic, 1)));
+    assert!(!has(&fx, &Effect::Count(Counter::SpeculationUnused, 1)));
+
+    // Nothing near either: a miss, stored with the vector it already has (no second embedding).
+    let mut m = fold_machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    let fx = callout(&mut m, Some(200), b"$-1\r\n*0\r\n:0\r\n*0\r\n");
+    assert!(has(&fx, &Effect::Count(Counter::Miss, 1)));
+    assert!(has(&fx, &Effect::ResumeRequest));
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut Vec::new());
+    let mut fx = Vec::new();
+    assert_eq!(
+        m.on_response_body(UPSTREAM, true, 1_000_200, &mut fx),
+        Action::Pause
+    );
+    assert_eq!(commands(to(&fx, Target::Bridge))[0], "VADD");
+}
+
+#[test]
+fn folded_an_exact_hit_in_redis_is_served_exact_and_its_embedding_counted_unused() {
+    let mut m = fold_machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    let e = entry_json("What is the capital of France?", "Paris.");
+    // The search found a near candidate too; the exact entry wins.
+    let mut reply = bulk(&e).into_bytes();
+    reply.extend(vsim_reply("Tell me the capital of France.", "0.96"));
+    let fx = callout(&mut m, Some(200), &reply);
+    let (h, body) = local_reply(&fx).expect("exact hit");
+    assert_eq!(hdr(h, "x-semcache-match"), Some("exact"));
+    assert!(String::from_utf8_lossy(body).contains("Paris."));
+    assert!(has(&fx, &Effect::Count(Counter::HitExact, 1)));
+    assert!(has(&fx, &Effect::Count(Counter::SpeculationUnused, 1)));
+    assert!(!has(&fx, &Effect::Count(Counter::HitSemantic, 1)));
+
+    // A Redis error in the exact reply fails the lookup open, like any lookup error.
+    let mut m = fold_machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    let mut reply = b"-ERR busy\r\n".to_vec();
+    reply.extend(vsim_reply("Tell me the capital of France.", "0.96"));
+    let fx = callout(&mut m, Some(200), &reply);
+    assert!(local_reply(&fx).is_none());
+    assert!(has(&fx, &Effect::Count(Counter::ErrorLookup, 1)));
+    assert!(has(&fx, &Effect::ResumeRequest));
+}
+
+#[test]
+fn folded_with_the_embedder_down_the_exact_lookup_goes_alone() {
+    // The exact tier still answers while the embedder fails.
+    let mut m = fold_machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    let fx = callout(&mut m, Some(503), b"");
+    assert!(has(&fx, &Effect::Count(Counter::ErrorEmbeddings, 1)));
+    assert!(
+        !has(&fx, &Effect::ResumeRequest),
+        "not before the exact lookup"
+    );
+    assert_eq!(commands(to(&fx, Target::Bridge)), ["VGETATTR"]);
+    let e = entry_json("What is the capital of France?", "Paris.");
+    let fx = callout(&mut m, Some(200), bulk(&e).as_bytes());
+    let (h, _) = local_reply(&fx).expect("exact hit without an embedder");
+    assert_eq!(hdr(h, "x-semcache-match"), Some("exact"));
+
+    // Its miss goes upstream labelled error, counted once, and is not stored.
+    let mut m = fold_machine();
+    start(&mut m, &[("x-tenant", "t1")], BODY);
+    callout(&mut m, None, b"");
+    let fx = callout(&mut m, Some(200), b"$-1\r\n");
+    assert!(has(&fx, &Effect::ResumeRequest));
+    assert!(
+        !has(&fx, &Effect::Count(Counter::ErrorEmbeddings, 1)),
+        "counted once"
+    );
+    assert!(
+        dispatched(&fx).is_empty(),
+        "the embedder is not asked again"
+    );
+    assert!(!m.needs_response_head(), "not stored");
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    assert!(has(
+        &fx,
+        &Effect::SetResponseHeader("x-semcache-status".into(), "error".into())
+    ));
+}
+
+#[test]
+fn folded_exact_hits_in_redis_make_the_exact_lookup_go_first_again() {
+    let (c, _) = Config::parse(&CFG.replace(
+        r#""fold_exact_lookup":false"#,
+        r#""fold_exact_lookup":true"#,
+    ))
+    .unwrap();
+    let settings = Rc::new(Settings::resolve(c, &|_| None).unwrap());
+    let e = entry_json("What is the capital of France?", "Paris.");
+    let mut folded = 0;
+    for _ in 0..10 {
+        let mut m = Machine::new(Rc::clone(&settings));
+        let (_, fx) = start(&mut m, &[("x-tenant", "t1")], BODY);
+        if dispatched(&fx)[0].target == Target::Embeddings {
+            folded += 1;
+            callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+            let mut reply = bulk(&e).into_bytes();
+            reply.extend(b"*0\r\n:0\r\n*0\r\n");
+            callout(&mut m, Some(200), &reply);
+        } else {
+            assert_eq!(
+                dispatched(&fx).len(),
+                1,
+                "exact first, no speculation either"
+            );
+            callout(&mut m, Some(200), bulk(&e).as_bytes());
+        }
+    }
+    assert_eq!(folded, 4, "four exact hits in a row make them common");
 }
 
 #[test]
