@@ -353,6 +353,29 @@ def test_adaptive_search_breadth_asks_the_set_size_with_each_search(make_stack, 
     assert cache_stats(s).get("semcache.errors.lookup", 0) == 0
 
 
+def test_with_the_embedder_dead_redis_still_answers_exact_hits(make_stack, client):
+    # The local tier is off (config()), so every repeat is an exact lookup in Redis, which the
+    # default config folds into the vector search after the embedding. With the embedder dead
+    # the exact lookup goes alone: the repeat is still an exact hit, a new prompt goes upstream.
+    s = make_stack(filter_config=config())
+    first = post(client, s, chat(CAPITAL), x_semcache_tenant="t-noemb")
+    assert status(first) == "miss"
+    s.kill("embedder")
+    before = cache_stats(s)
+    calls = upstream_calls(client, s)
+    again = post(client, s, chat(CAPITAL), x_semcache_tenant="t-noemb")
+    assert status(again) == "hit" and again.headers["x-semcache-match"] == "exact"
+    assert answer(again) == answer(first)
+    assert upstream_calls(client, s) == calls
+    new = post(client, s, chat("How do volcanoes form?"), x_semcache_tenant="t-noemb")
+    assert new.status_code == 200 and status(new) == "error"
+    after = cache_stats(s)
+    assert after["semcache.errors.embeddings"] == before.get("semcache.errors.embeddings", 0) + 2
+    assert after["semcache.hits.exact"] == before["semcache.hits.exact"] + 1
+    assert after.get("semcache.errors.lookup", 0) == before.get("semcache.errors.lookup", 0)
+    assert after["semcache.stores"] == before["semcache.stores"], "nothing stored without a vector"
+
+
 def test_speculative_embedding_is_counted_and_an_unused_one_harms_nothing(make_stack, client):
     # A fresh stack: every worker starts with no exact hits seen, so every lookup embeds before
     # the exact lookup in Redis has answered: folded into the vector search (the default), or
