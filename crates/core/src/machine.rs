@@ -820,9 +820,9 @@ impl Machine {
         let cfg = &self.settings.config;
         let rare = cfg.semantic_match && self.settings.exact_hits.rare();
         if rare && cfg.fold_exact_lookup {
-            // Embed first; the exact lookup goes with the vector search (`on_embedding`). Its
-            // own step cost more than it saved on a 2-core host, where the embedder needs both
-            // cores (docs/bench.md, finding 4).
+            // Embed first; the exact lookup goes with the vector search (`on_embedding`): its
+            // own callout costs Envoy, the bridge and Redis CPU on every semantic hit and miss,
+            // and beside the embedding it slows the embedding (docs/bench.md, finding 4).
             effects.push(Effect::Count(Counter::Speculated, 1));
             effects.push(Effect::Dispatch(self.embeddings_callout(&ctx.embed_text)));
             ctx.fold = true;
