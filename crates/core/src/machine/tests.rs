@@ -6,7 +6,7 @@ use base64::Engine;
 
 // These scenarios are about Redis, so the local tier (on by default) is off; its own tests below
 // use LOCAL_CFG and the default. They look up exact first (with the speculative embedding beside
-// it); the folded exact lookup (on by default) has its own tests below, with FOLD_CFG.
+// it); the folded exact lookup (on by default) has its own tests below (`fold_cfg`).
 const CFG: &str = r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"},
     "vary_by":[{"header":"x-tenant"}],"score_threshold":0.2,"local_cache":{"entries":0},
     "fold_exact_lookup":false}"#;
@@ -960,11 +960,15 @@ fn a_run_of_exact_hits_stops_the_speculation_and_misses_bring_it_back() {
 }
 
 /// CFG with the default folded exact lookup.
-fn fold_machine() -> Machine {
-    machine_with(&CFG.replace(
+fn fold_cfg() -> String {
+    CFG.replace(
         r#""fold_exact_lookup":false"#,
         r#""fold_exact_lookup":true"#,
-    ))
+    )
+}
+
+fn fold_machine() -> Machine {
+    machine_with(&fold_cfg())
 }
 
 fn commands(c: &Callout) -> Vec<String> {
@@ -1093,11 +1097,7 @@ fn folded_with_the_embedder_down_the_exact_lookup_goes_alone() {
 
 #[test]
 fn folded_exact_hits_in_redis_make_the_exact_lookup_go_first_again() {
-    let (c, _) = Config::parse(&CFG.replace(
-        r#""fold_exact_lookup":false"#,
-        r#""fold_exact_lookup":true"#,
-    ))
-    .unwrap();
+    let (c, _) = Config::parse(&fold_cfg()).unwrap();
     let settings = Rc::new(Settings::resolve(c, &|_| None).unwrap());
     let e = entry_json("What is the capital of France?", "Paris.");
     let mut folded = 0;
