@@ -272,6 +272,10 @@ def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
         runs: dict = {k: [] for k in rows}
         for rnd in range(args.rounds):
             for name, (url, b, h) in rows.items():
+                if args.after_load:
+                    # As in `make bench`, where each c=1 row follows the same row at c=16.
+                    wrk.run(url, b, concurrency=args.concurrency, duration=args.after_load,
+                            headers=h)
                 wrk.run(url, b, concurrency=1, duration=1, headers=h)
                 r = wrk.run(url, b, concurrency=1, duration=args.duration, headers=h, pids=pids)
                 runs[name].append(r)
@@ -528,6 +532,9 @@ def main() -> int:
                     help="sample Envoy with `perf record` during each c=16 row; report time per DSO")
     ap.add_argument("--rows", default=None, help="comma list of rows to run (default: all)")
     ap.add_argument("--semantic", action="store_true", help="the semantic-hit breakdown instead")
+    ap.add_argument("--after-load", type=float, default=0,
+                    help="--semantic: run each row at --concurrency for this many seconds "
+                         "before its c=1 warm-up, as make bench does")
     ap.add_argument("--store-race", action="store_true", help="the store-after-close check instead")
     ap.add_argument("--embedder-gap", action="store_true", help="embedder latency after idle gaps")
     ap.add_argument("--memory", action="store_true", help="only the Redis memory row")
