@@ -494,8 +494,11 @@ const MACHINE_CONFIGS: &[&str] = &[
     r#"{"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"},"exact_match":false,"hold_request_headers":true}"#,
     r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"semantic_match":false,"max_request_body_bytes":1024}"#,
     r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"backend":"redisearch","max_response_body_bytes":1024,"max_message_count":2}"#,
-    // The local tier (on by default above) off: the exact lookup is the first callout.
+    // The local tier (on by default above) off: the Redis exact lookup follows the body at once
+    // (folded into the search by default).
     r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"local_cache":{"entries":0},"adaptive_search_ef":false}"#,
+    // Neither folded nor speculative: the exact lookup alone, then the embedding.
+    r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"local_cache":{"entries":0},"fold_exact_lookup":false,"speculative_embedding":false}"#,
 ];
 
 const EMBEDDING: &[u8] = br#"{"data":[{"embedding":[0.5,0.25,-0.5,0.125]}]}"#;
@@ -504,6 +507,8 @@ const CALLOUT_BODIES: &[&[u8]] = &[
     b"*0\r\n",
     // VSIM, VCARD (adaptive search breadth), expiry scan.
     b"*0\r\n:7\r\n*0\r\n",
+    // The same behind a folded exact lookup's miss.
+    b"$-1\r\n*0\r\n:7\r\n*0\r\n",
     b"+OK\r\n",
     b":1\r\n:1\r\n",
     b"-ERR no such index\r\n",
