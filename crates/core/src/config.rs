@@ -257,7 +257,8 @@ pub struct Config {
     /// Start the embedding with the exact lookup while exact hits are rare (`speculation`).
     pub speculative_embedding: bool,
     /// While exact hits are rare, send the exact lookup in Redis with the vector search instead
-    /// of before it (`speculation`): one callout less per semantic hit and miss.
+    /// of before it (`speculation`): one callout less per semantic hit and miss. For an embedder
+    /// on the proxy's host; off by default.
     pub fold_exact_lookup: bool,
     pub top_k: u32,
     pub search_ef: u32,
@@ -603,7 +604,9 @@ impl Config {
             exact_match,
             semantic_match,
             speculative_embedding: raw.speculative_embedding.unwrap_or(true),
-            fold_exact_lookup: raw.fold_exact_lookup.unwrap_or(true),
+            // Off: beside a hosted embeddings API the exact lookup costs nothing on the path,
+            // and folded, a Redis exact hit would wait a whole embedding (README).
+            fold_exact_lookup: raw.fold_exact_lookup.unwrap_or(false),
             top_k,
             search_ef,
             // The cache's Redis is its own (a sidecar), and partitions are small: the main
@@ -660,7 +663,7 @@ mod tests {
         assert_eq!(c.headers.status, "x-semcache-status");
         assert_eq!(c.backend, Backend::VectorSets);
         assert_eq!(c.local_cache.entries, DEFAULT_LOCAL_ENTRIES);
-        assert!(c.adaptive_search_ef && c.search_nothread && c.fold_exact_lookup);
+        assert!(c.adaptive_search_ef && c.search_nothread && !c.fold_exact_lookup);
         assert_eq!(c.local_cache.ttl_seconds, 10);
     }
 

@@ -6,7 +6,8 @@ use base64::Engine;
 
 // These scenarios are about Redis, so the local tier (on by default) is off; its own tests below
 // use LOCAL_CFG and the default. They look up exact first (with the speculative embedding beside
-// it); the folded exact lookup (on by default) has its own tests below (`fold_cfg`).
+// it); the folded exact lookup (`fold_exact_lookup`, off by default, on in envoy.yaml) has its
+// own tests below (`fold_cfg`).
 const CFG: &str = r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"},
     "vary_by":[{"header":"x-tenant"}],"score_threshold":0.2,"local_cache":{"entries":0},
     "fold_exact_lookup":false}"#;
@@ -644,28 +645,6 @@ fn local_put(fx: &[Effect]) -> Option<(&String, &Vec<u8>)> {
     })
 }
 
-/// After the local tier missed, with the default config: no exact lookup of its own, the
-/// embedding, then the exact lookup in Redis riding on the vector search. Answers that with
-/// `exact` (the reply to `VGETATTR`) and an empty search; returns the effects of that answer.
-fn folded_exact(m: &mut Machine, fx: &[Effect], exact: &str) -> Vec<Effect> {
-    assert!(
-        dispatched(fx).iter().all(|c| c.target != Target::Bridge),
-        "no exact lookup of its own: {fx:?}"
-    );
-    to(fx, Target::Embeddings);
-    let fx = callout(m, Some(200), &embedding_reply(&[0.6, 0.8]));
-    let lookup = String::from_utf8_lossy(&to(&fx, Target::Bridge).body).into_owned();
-    assert!(
-        lookup.find("VGETATTR") < lookup.find("VSIM") && lookup.contains("VGETATTR"),
-        "{lookup}"
-    );
-    callout(
-        m,
-        Some(200),
-        format!("{exact}*0\r\n:0\r\n*0\r\n").as_bytes(),
-    )
-}
-
 /// A request the local tier cannot answer (empty slot), answered by Redis: the slot's key and
 /// the value the hit puts there.
 fn local_fill_from_redis() -> (String, Vec<u8>) {
@@ -681,8 +660,9 @@ fn local_fill_from_redis() -> (String, Vec<u8>) {
     );
     let mut fx = Vec::new();
     m.on_local(None, 1_000_050, &mut fx);
+    assert!(String::from_utf8_lossy(&to(&fx, Target::Bridge).body).contains("VGETATTR"));
     let e = entry_json("What is the capital of France?", "Paris.");
-    let fx = folded_exact(&mut m, &fx, &bulk(&e));
+    let fx = callout(&mut m, Some(200), bulk(&e).as_bytes());
     assert!(local_reply(&fx).is_some());
     let (put_key, value) = local_put(&fx).expect("a Redis hit fills the local tier");
     assert_eq!(put_key, &key);
@@ -713,12 +693,7 @@ fn local_tier_is_filled_by_a_redis_exact_hit_and_then_answers_alone() {
     let mut fx = Vec::new();
     m.on_local(Some(&value), 1_000_100 + 10_000, &mut fx);
     assert!(local_reply(&fx).is_none());
-    let fx = folded_exact(
-        &mut m,
-        &fx,
-        &bulk(&entry_json("What is the capital of France?", "Paris.")),
-    );
-    assert!(local_reply(&fx).is_some(), "and Redis still has it");
+    assert!(String::from_utf8_lossy(&to(&fx, Target::Bridge).body).contains("VGETATTR"));
 }
 
 #[test]
@@ -735,8 +710,7 @@ fn local_tier_never_serves_another_id_or_an_expired_entry() {
     let mut fx = Vec::new();
     m.on_local(Some(&other), 1_000_100, &mut fx);
     assert!(local_reply(&fx).is_none());
-    let fx = folded_exact(&mut m, &fx, "$-1\r\n"); // on to Redis, which has nothing
-    assert!(has(&fx, &Effect::Count(Counter::Miss, 1)));
+    to(&fx, Target::Bridge); // on to Redis
 
     // This id's entry, fetched recently, but past the entry's own expiry: not served.
     let (key, value) = local_fill_from_redis();
@@ -770,7 +744,7 @@ fn local_tier_is_on_by_default_off_at_zero_and_skips_oversized_entries() {
     let mut fx = Vec::new();
     m.on_local(None, 1_000_050, &mut fx);
     let big = entry_json("What is the capital of France?", &"x".repeat(400));
-    let fx = folded_exact(&mut m, &fx, &bulk(&big));
+    let fx = callout(&mut m, Some(200), bulk(&big).as_bytes());
     assert!(local_reply(&fx).is_some());
     assert!(
         local_put(&fx).is_none(),
@@ -1024,6 +998,25 @@ fn folded_the_exact_lookup_rides_on_the_vector_search_after_the_embedding() {
         Action::Pause
     );
     assert_eq!(commands(to(&fx, Target::Bridge))[0], "VADD");
+}
+
+#[test]
+fn folded_after_a_local_tier_miss_and_off_by_default() {
+    let mut m = machine_with(&LOCAL_CFG.replace("}}", r#"},"fold_exact_lookup":true}"#));
+    start(&mut m, &[], BODY);
+    let mut fx = Vec::new();
+    m.on_local(None, 1_000_050, &mut fx);
+    assert_eq!(dispatched(&fx).len(), 1, "the embedding alone: {fx:?}");
+    let fx = callout(&mut m, Some(200), &embedding_reply(&[0.6, 0.8]));
+    assert_eq!(commands(to(&fx, Target::Bridge))[0], "VGETATTR");
+
+    // Without the setting the exact lookup goes beside the embedding, as before.
+    let mut m = machine_with(LOCAL_CFG);
+    start(&mut m, &[], BODY);
+    let mut fx = Vec::new();
+    m.on_local(None, 1_000_050, &mut fx);
+    assert_eq!(commands(to(&fx, Target::Bridge)), ["VGETATTR"]);
+    to(&fx, Target::Embeddings);
 }
 
 #[test]
