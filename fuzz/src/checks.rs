@@ -494,9 +494,9 @@ const MACHINE_CONFIGS: &[&str] = &[
     r#"{"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"},"exact_match":false,"hold_request_headers":true}"#,
     r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"semantic_match":false,"max_request_body_bytes":1024}"#,
     r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"backend":"redisearch","max_response_body_bytes":1024,"max_message_count":2}"#,
-    // The local tier (on by default above) off: the Redis exact lookup follows the body at once
-    // (folded into the search by default).
-    r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"local_cache":{"entries":0},"adaptive_search_ef":false}"#,
+    // The local tier (on by default above) off: the Redis exact lookup follows the body at once,
+    // here folded into the search.
+    r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"local_cache":{"entries":0},"adaptive_search_ef":false,"fold_exact_lookup":true}"#,
     // Neither folded nor speculative: the exact lookup alone, then the embedding.
     r#"{"embeddings":{"cluster":"e","dimensions":4},"bridge":{"cluster":"b"},"local_cache":{"entries":0},"fold_exact_lookup":false,"speculative_embedding":false}"#,
 ];
