@@ -354,8 +354,9 @@ def test_adaptive_search_breadth_asks_the_set_size_with_each_search(make_stack, 
 
 
 def test_with_the_embedder_dead_redis_still_answers_exact_hits(make_stack, client):
-    # The local tier is off (config()), so every repeat is an exact lookup in Redis, which the
-    # default config folds into the vector search after the embedding. With the embedder dead
+    # The local tier is off (config()), so every repeat is an exact lookup in Redis, which
+    # envoy.yaml's `fold_exact_lookup` folds into the vector search after the embedding. With
+    # the embedder dead
     # the exact lookup goes alone: the repeat is still an exact hit, a new prompt goes upstream.
     s = make_stack(filter_config=config())
     first = post(client, s, chat(CAPITAL), x_semcache_tenant="t-noemb")
@@ -378,9 +379,9 @@ def test_with_the_embedder_dead_redis_still_answers_exact_hits(make_stack, clien
 
 def test_speculative_embedding_is_counted_and_an_unused_one_harms_nothing(make_stack, client):
     # A fresh stack: every worker starts with no exact hits seen, so every lookup embeds before
-    # the exact lookup in Redis has answered: folded into the vector search (the default), or
-    # beside it (`fold_exact_lookup` off). The local tier is off (config()), or it would answer
-    # the repeat without any lookup.
+    # the exact lookup in Redis has answered: folded into the vector search (envoy.yaml's
+    # `fold_exact_lookup`), or beside it (`fold_exact_lookup` off). The local tier is off
+    # (config()), or it would answer the repeat without any lookup.
     s = make_stack(filter_config=config(),
                    route_overlays=[("beside", {"fold_exact_lookup": False}),
                                    ("nospec", {"fold_exact_lookup": False,
