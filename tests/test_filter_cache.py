@@ -356,8 +356,8 @@ def test_adaptive_search_breadth_asks_the_set_size_with_each_search(make_stack, 
 def test_with_the_embedder_dead_redis_still_answers_exact_hits(make_stack, client):
     # The local tier is off (config()), so every repeat is an exact lookup in Redis, which
     # envoy.yaml's `fold_exact_lookup` folds into the vector search after the embedding. With
-    # the embedder dead
-    # the exact lookup goes alone: the repeat is still an exact hit, a new prompt goes upstream.
+    # the embedder dead the exact lookup goes alone: the repeat is still an exact hit, a new
+    # prompt goes upstream.
     s = make_stack(filter_config=config())
     first = post(client, s, chat(CAPITAL), x_semcache_tenant="t-noemb")
     assert status(first) == "miss"
