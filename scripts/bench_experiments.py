@@ -221,13 +221,18 @@ def out_dir_of(wrk: "bench.Wrk") -> Path:
     return wrk.workdir
 
 
+# Route overlays for the order of the exact lookup and the embedding: exact lookup first and the
+# embedding after it ("ns"), beside it ("nf"); the default route folds (envoy.yaml).
+EXACT_ORDER_OVERLAYS = [("ns", {"speculative_embedding": False, "fold_exact_lookup": False}),
+                        ("nf", {"fold_exact_lookup": False})]
+
+
 def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
     import statistics
     off = {k: False for k in ("numbers", "negation", "entities", "quoted", "scope", "substitution")}
     overlays = [("nofilter", None), ("nx", {"exact_match": False}), ("ng", {"guards": off}),
-                ("k1", {"top_k": 1}), ("ns", {"speculative_embedding": False, "fold_exact_lookup": False}),
-                ("th", {"search_nothread": False}), ("fe", {"adaptive_search_ef": False}),
-                ("nf", {"fold_exact_lookup": False})]
+                ("k1", {"top_k": 1}), ("th", {"search_nothread": False}),
+                ("fe", {"adaptive_search_ef": False}), *EXACT_ORDER_OVERLAYS]
     out: dict = {}
     with Stack(mock_latency_ms=0, env=env, route_overlays=overlays) as s:
         pids = {n: p.pid for n, p in s.procs.items()}
@@ -360,8 +365,7 @@ def timeline(args, env: dict, wrk: "bench.Wrk | None" = None) -> dict:
     import statistics
     tcpdump = bench.ensure_debian_tool("tcpdump", "tcpdump")
     overlays = [("nofilter", None), ("redis", {"local_cache": {"entries": 0}}),
-                ("nx", {"exact_match": False}), ("ns", {"speculative_embedding": False, "fold_exact_lookup": False}),
-                ("nf", {"fold_exact_lookup": False})]
+                ("nx", {"exact_match": False}), *EXACT_ORDER_OVERLAYS]
     out: dict = {}
     with Stack(mock_latency_ms=0, env=env, route_overlays=overlays) as s:
         bench.fill_entries(s, args.entries, "sem", seed=8)
@@ -414,21 +418,22 @@ def timeline(args, env: dict, wrk: "bench.Wrk | None" = None) -> dict:
                     n = r["requests"]
                     lat = [r["p50_ms"]]
                     labels[("wrk", "errors", r["error_count"])] = n
-                conn = http.client.HTTPConnection("127.0.0.1", ports[entry], timeout=10)
-                for i in range(n if wrk is None else 0):
-                    body = bodies[i % len(bodies)].encode()
-                    t = time.perf_counter()
-                    conn.putrequest("POST", path)
-                    for k, v in {"content-type": "application/json",
-                                 "content-length": str(len(body)), **headers}.items():
-                        conn.putheader(k, v)
-                    conn.endheaders(message_body=body)
-                    r = conn.getresponse()
-                    r.read()
-                    lat.append((time.perf_counter() - t) * 1e3)
-                    labels[(r.status, r.getheader("x-semcache-status"),
-                            r.getheader("x-semcache-match"))] += 1
-                conn.close()
+                else:
+                    conn = http.client.HTTPConnection("127.0.0.1", ports[entry], timeout=10)
+                    for i in range(n):
+                        body = bodies[i % len(bodies)].encode()
+                        t = time.perf_counter()
+                        conn.putrequest("POST", path)
+                        for k, v in {"content-type": "application/json",
+                                     "content-length": str(len(body)), **headers}.items():
+                            conn.putheader(k, v)
+                        conn.endheaders(message_body=body)
+                        r = conn.getresponse()
+                        r.read()
+                        lat.append((time.perf_counter() - t) * 1e3)
+                        labels[(r.status, r.getheader("x-semcache-status"),
+                                r.getheader("x-semcache-match"))] += 1
+                    conn.close()
                 # tcpdump writes what the kernel captured a little later: wait until every
                 # answer is in the file (bounded), then stop it.
                 deadline = time.monotonic() + 10
