@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use semcache_core::completion::{self, Completion};
 use semcache_core::config::{Config, GuardsConfig};
-use semcache_core::entry::{Entry, Render};
+use semcache_core::entry::{Encoded, Entry, Render};
 use semcache_core::guards;
 use semcache_core::machine::{Action, CalloutResult, Effect, Machine, RequestHead, Target};
 use semcache_core::packed;
@@ -707,9 +707,9 @@ pub fn packed_decode(data: &[u8]) {
         "the deflated form reads differently"
     );
     for e in direct.iter().chain(plain.iter()) {
-        let json = packed::encode(e, false);
+        let json = packed::encode(&Encoded::new(e), false);
         assert_eq!(json, e.to_json().into_bytes());
-        let packed = packed::encode(e, true);
+        let packed = packed::encode(&Encoded::new(e), true);
         assert!(packed.len() <= json.len(), "packing made the entry bigger");
         for (form, bytes) in [("json", &json), ("packed", &packed)] {
             let back = packed::unpack(bytes).expect("a stored entry reads back");

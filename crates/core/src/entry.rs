@@ -4,6 +4,8 @@
 //! stream can serve a non-stream request and the other way round, and every hit is rendered
 //! fresh as a valid `chat.completion` (or SSE chunks) for the request at hand.
 
+use std::cell::OnceCell;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -27,6 +29,26 @@ pub struct Entry {
     pub content: String,
     #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Value>,
+}
+
+/// An entry and its JSON, serialised at most once however many tiers keep it (a store writes
+/// both Redis and the local tier) and not at all when none does.
+pub struct Encoded<'a> {
+    pub entry: &'a Entry,
+    json: OnceCell<String>,
+}
+
+impl<'a> Encoded<'a> {
+    pub fn new(entry: &'a Entry) -> Self {
+        Encoded {
+            entry,
+            json: OnceCell::new(),
+        }
+    }
+
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| self.entry.to_json())
+    }
 }
 
 impl Entry {

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::completion::{self, Completion, Gate};
 use crate::config::{AuthHeader, Backend, VaryBy};
 use crate::embeddings;
-use crate::entry::{Entry, Render};
+use crate::entry::{Encoded, Entry, Render};
 use crate::guards::{self, Veto};
 use crate::local;
 use crate::metrics::{Counter, Histogram};
@@ -758,7 +758,7 @@ impl Machine {
     /// embedding first and looking up first.
     fn exact_hit(&mut self, ctx: &Ctx, entry: &Entry, now_ms: u64, effects: &mut Vec<Effect>) {
         self.settings.exact_hits.observe(true);
-        if let Some((key, value)) = self.local_copy(&ctx.id, now_ms, entry) {
+        if let Some((key, value)) = self.local_copy(&ctx.id, now_ms, &Encoded::new(entry)) {
             effects.push(Effect::LocalPut(key, value));
         }
         self.serve(ctx, entry, None, now_ms, effects);
@@ -878,12 +878,12 @@ impl Machine {
 
     /// The local tier's key and value for an entry Redis holds (as of `now_ms`); `None` when the
     /// tier is off or the entry is over `local_cache.max_entry_bytes`.
-    fn local_copy(&self, id: &str, now_ms: u64, entry: &Entry) -> Option<LocalCopy> {
+    fn local_copy(&self, id: &str, now_ms: u64, entry: &Encoded<'_>) -> Option<LocalCopy> {
         let local = &self.settings.config.local_cache;
         if local.entries == 0 {
             return None;
         }
-        let value = local::encode(id, now_ms, entry);
+        let value = local::encode(id, now_ms, entry.json());
         (value.len() <= local.max_entry_bytes).then(|| (self.local_key(id), value))
     }
 
@@ -1203,6 +1203,8 @@ impl Machine {
         };
         let ttl = self.settings.config.ttl_seconds;
         let entry = Entry::new(completion, &ctx.guard_text, now_ms, ttl);
+        // Serialised once for Redis and the local tier.
+        let entry = Encoded::new(&entry);
         let pipeline = ctx
             .storage
             .store(&ctx.id, vector, &entry, ttl, &ctx.expired);

@@ -11,7 +11,7 @@
 use miniz_oxide::deflate::compress_to_vec;
 use miniz_oxide::inflate::decompress_to_vec_with_limit;
 
-use crate::entry::Entry;
+use crate::entry::{Encoded, Entry};
 
 /// Marks the compressed form. An entry JSON always starts with `{`.
 const DEFLATED: u8 = b'Z';
@@ -28,13 +28,18 @@ const MAX_INFLATED: usize = 1 << 27;
 const MAX_RATIO: usize = 32;
 
 pub fn pack(entry: &Entry) -> Vec<u8> {
-    let json = entry.to_json().into_bytes();
+    pack_json(&entry.to_json())
+}
+
+/// [`pack`] for an entry already serialised.
+fn pack_json(json: &str) -> Vec<u8> {
+    let json = json.as_bytes();
     if json.len() < MIN_COMPRESS {
-        return json;
+        return json.to_vec();
     }
-    let deflated = compress_to_vec(&json, LEVEL);
+    let deflated = compress_to_vec(json, LEVEL);
     if deflated.len() + 1 >= json.len() || json.len() > inflate_limit(deflated.len() + 1) {
-        return json;
+        return json.to_vec();
     }
     let mut out = Vec::with_capacity(deflated.len() + 1);
     out.push(DEFLATED);
@@ -44,11 +49,11 @@ pub fn pack(entry: &Entry) -> Vec<u8> {
 
 /// The stored form under the `compress_entries` setting: packed, or plain JSON (which costs
 /// Redis more memory but spares every hit the inflate).
-pub fn encode(entry: &Entry, compress: bool) -> Vec<u8> {
+pub fn encode(entry: &Encoded<'_>, compress: bool) -> Vec<u8> {
     if compress {
-        pack(entry)
+        pack_json(entry.json())
     } else {
-        entry.to_json().into_bytes()
+        entry.json().as_bytes().to_vec()
     }
 }
 
@@ -143,8 +148,8 @@ mod tests {
     #[test]
     fn compression_can_be_switched_off() {
         let e = entry(PROSE);
-        assert_eq!(encode(&e, false), e.to_json().into_bytes());
-        assert_eq!(encode(&e, true), pack(&e));
+        assert_eq!(encode(&Encoded::new(&e), false), e.to_json().into_bytes());
+        assert_eq!(encode(&Encoded::new(&e), true), pack(&e));
     }
 
     #[test]

@@ -705,7 +705,9 @@ fn local_tier_never_serves_another_id_or_an_expired_entry() {
     let other = local::encode(
         "0123456789abcdef0123456789abcdef",
         1_000_000,
-        &Entry::from_json(entry_json("Another question", "Other.").as_bytes()).unwrap(),
+        &Entry::from_json(entry_json("Another question", "Other.").as_bytes())
+            .unwrap()
+            .to_json(),
     );
     let mut fx = Vec::new();
     m.on_local(Some(&other), 1_000_100, &mut fx);

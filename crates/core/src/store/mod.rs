@@ -4,7 +4,7 @@
 pub mod redisearch;
 pub mod vset;
 
-use crate::entry::Entry;
+use crate::entry::{Encoded, Entry};
 use crate::packed;
 use crate::resp::{Pipeline, Reply};
 use thiserror::Error;
@@ -71,7 +71,7 @@ pub trait Storage {
         &self,
         id: &str,
         vector: &[f32],
-        entry: &Entry,
+        entry: &Encoded<'_>,
         ttl: u64,
         expired: &[String],
     ) -> Pipeline;

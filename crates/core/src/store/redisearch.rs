@@ -21,7 +21,7 @@ use std::cell::Cell;
 
 use super::{exact_entry, first_error, Candidate, Storage, StoreError};
 use crate::embeddings::to_fp32_blob;
-use crate::entry::Entry;
+use crate::entry::{Encoded, Entry};
 use crate::packed;
 use crate::resp::{Pipeline, Reply};
 
@@ -268,7 +268,7 @@ impl Storage for Redisearch {
         &self,
         id: &str,
         vector: &[f32],
-        entry: &Entry,
+        entry: &Encoded<'_>,
         ttl: u64,
         _expired: &[String],
     ) -> Pipeline {
@@ -646,7 +646,13 @@ mod tests {
     #[test]
     fn store_creates_the_index_then_sets_the_hash_with_a_ttl() {
         let r = rs();
-        let c = commands(r.store("id", &[1.0, 0.0, 0.5], &entry(100), 60, &["old".into()]));
+        let c = commands(r.store(
+            "id",
+            &[1.0, 0.0, 0.5],
+            &Encoded::new(&entry(100)),
+            60,
+            &["old".into()],
+        ));
         assert_eq!(
             c.len(),
             4,
@@ -683,7 +689,10 @@ mod tests {
         assert_eq!(c[1][4..], ["ns", "n", "a", &entry(100).to_json()]);
         assert_eq!(c[2], ["EXPIRE", "sc:e:m:{n}:id", "60"]);
         assert_eq!(c[3], ["FT.INFO", "sc:idx:m:3"]);
-        assert!(text(r.store("id", &[1.0], &entry(100), 60, &[])).contains("DIM\r\n$1\r\n1\r\n"));
+        assert!(
+            text(r.store("id", &[1.0], &Encoded::new(&entry(100)), 60, &[]))
+                .contains("DIM\r\n$1\r\n1\r\n")
+        );
     }
 
     /// Captured `FT.INFO` replies (RediSearch 2.10.5): an index of DIM 4 over `sc:e:m:` (ours
@@ -694,7 +703,7 @@ mod tests {
 
     /// The replies to a store of a `dim`-d vector: FT.CREATE, HSET, EXPIRE, FT.INFO.
     fn store_replies(r: &Redisearch, dim: usize, create: &str, info: &[u8]) -> Vec<Reply> {
-        r.store("id", &vec![0.5; dim], &entry(100), 60, &[]);
+        r.store("id", &vec![0.5; dim], &Encoded::new(&entry(100)), 60, &[]);
         let mut wire = format!("{create}\r\n:3\r\n:1\r\n").into_bytes();
         wire.extend_from_slice(info);
         decode_replies(&wire, 4).unwrap()

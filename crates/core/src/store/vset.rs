@@ -20,7 +20,7 @@ use std::rc::Rc;
 use super::{exact_entry, first_error, Candidate, Storage, StoreError, CLEANUP_BATCH};
 use crate::breadth::{self, SetSizes};
 use crate::embeddings::to_fp32_blob;
-use crate::entry::Entry;
+use crate::entry::{Encoded, Entry};
 use crate::packed;
 use crate::resp::{Pipeline, Reply};
 
@@ -206,7 +206,7 @@ impl Storage for VectorSets {
         &self,
         id: &str,
         vector: &[f32],
-        entry: &Entry,
+        entry: &Encoded<'_>,
         ttl: u64,
         expired: &[String],
     ) -> Pipeline {
@@ -229,7 +229,7 @@ impl Storage for VectorSets {
             b"SETATTR",
             &packed::encode(entry, self.compress),
         ]);
-        let exp = entry.expires_at.to_string();
+        let exp = entry.entry.expires_at.to_string();
         p.cmd(&["ZADD", &self.x, &exp, id]);
         let ttl = ttl.to_string();
         for key in [&self.vs, &self.x] {
@@ -381,7 +381,13 @@ mod tests {
     #[test]
     fn store_removes_expired_then_adds() {
         let v = VectorSets::new("sc", "n");
-        let p = v.store("new", &[1.0, 0.0], &entry(100), 60, &["old".into()]);
+        let p = v.store(
+            "new",
+            &[1.0, 0.0],
+            &Encoded::new(&entry(100)),
+            60,
+            &["old".into()],
+        );
         assert_eq!(p.len(), 8);
         let bytes = p.into_bytes();
         let s = String::from_utf8_lossy(&bytes);
