@@ -24,9 +24,10 @@ latency without queueing). Then:
 
   embedder      POST /v1/embeddings straight to semcache-embedder, one input per request:
                 concurrency 1 (single-input latency) and the fixed concurrency (embeddings/s)
-  bridge        the filter's lookup pipelines (VGETATTR; VSIM ... WITHSCORES WITHATTRIBS COUNT 4
-                + ZRANGE) sent sequentially through the bridge (HTTP/1.1 keep-alive) and directly
-                to Redis (RESP), interleaved; the difference is the bridge's overhead
+  bridge        the commands an exact hit (through Redis) and a semantic hit made Redis run,
+                captured with MONITOR, sent sequentially through the bridge (HTTP/1.1
+                keep-alive) and directly to Redis (RESP), interleaved; the difference is the
+                bridge's overhead
   redis memory  N entries with ~1 KB answers stored through the real filter (`cache-control:
                 no-cache`, so each one is stored), INFO used_memory before/after, / N; minus
                 the mean answer size
@@ -407,31 +408,85 @@ def pct(samples: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round((len(s) - 1) * p)))]
 
 
-def bench_bridge(s: Stack, vs_key: str, x_key: str, rounds: int, config: dict) -> dict:
-    """The filter's two lookup pipelines (crates/core/src/store/vset.rs) for a stored entry,
-    with the entry's own vector as the query (VEMB), so VSIM returns a hit with attributes as it
-    does on a semantic hit."""
-    import struct
-    entry_id = s.redis_cli("VRANDMEMBER", vs_key).decode()
-    vector = [float(x) for x in s.redis_cli("VEMB", vs_key, entry_id)]
-    blob = struct.pack(f"<{len(vector)}f", *vector)
-    now = str(int(time.time() * 1000))  # the expiry index holds unix milliseconds
-    threshold = float(config.get("score_threshold", 0.2))
-    epsilon = min(1.0, threshold / 2 + 0.01)
-    exact = [["VGETATTR", vs_key, entry_id]]
-    # EF as the filter picks it (crates/core/src/breadth.rs): from the set's size when
-    # adaptive_search_ef is on, with VCARD riding along to learn the size.
-    ef = int(config.get("search_ef", 64))
-    adaptive = config.get("adaptive_search_ef", True)
-    if adaptive:
-        ef = min(ef, max(32, -(-int(s.redis_cli("VCARD", vs_key)) // 64)))
-    # The expiry scan rides on the semantic lookup (the last lookup of a miss).
-    semantic = [["VSIM", vs_key, "FP32", blob, "WITHSCORES", "WITHATTRIBS", "COUNT",
-                 str(config.get("top_k", 4)), "EPSILON", f"{epsilon:.6f}", "EF", str(ef)]
-                + (["NOTHREAD"] if config.get("search_nothread", True) else []),
-                *([["VCARD", vs_key]] if adaptive else []),
-                ["ZRANGE", x_key, "-inf", now, "BYSCORE", "LIMIT", "0", "32"]]
-    pipelines = {"exact": exact, "semantic": semantic, "exact+semantic": exact + semantic}
+_MONITOR_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("a"): 7, ord("b"): 8,
+                    ord('"'): ord('"'), ord("\\"): ord("\\")}
+
+
+def monitor_args(line: bytes) -> list[bytes]:
+    """The arguments of one `MONITOR` line (`<time> [<db> <client>] "ARG" "ARG" ...`), undoing
+    Redis's quoting (sdscatrepr: \\xHH for bytes that are not printable, \\n, \\" ...)."""
+    i = line.index(b"] ") + 2
+    args = []
+    while i < len(line):
+        if line[i] != ord('"'):
+            raise ValueError(f"unexpected MONITOR line {line[:120]!r}")
+        i += 1
+        buf = bytearray()
+        while line[i] != ord('"'):
+            if line[i] == ord("\\"):
+                if line[i + 1] == ord("x"):
+                    buf.append(int(line[i + 2:i + 4], 16))
+                    i += 4
+                    continue
+                buf.append(_MONITOR_ESCAPES[line[i + 1]])
+                i += 2
+                continue
+            buf.append(line[i])
+            i += 1
+        args.append(bytes(buf))
+        i += 2  # the closing quote and the space after it
+    return args
+
+
+def commands_of(s: Stack, send) -> list[list[bytes]]:
+    """The commands Redis ran while `send()` ran, in order, as `MONITOR` saw them. The capture
+    ends at a marker sent after `send()` returns, so nothing is timed."""
+    marker = f"semcache-bench-{secrets.token_hex(8)}"
+    sock = socket.create_connection(("127.0.0.1", s.redis_port), timeout=10)
+    try:
+        f = sock.makefile("rb")
+        sock.sendall(_resp_encode(["MONITOR"]))
+        if f.readline().strip() != b"+OK":
+            raise RuntimeError("MONITOR refused")
+        send()
+        s.redis_cli("ECHO", marker)
+        out = []
+        while True:
+            line = f.readline()
+            if not line:
+                raise RuntimeError("MONITOR connection closed before the marker")
+            args = monitor_args(line[1:].rstrip(b"\r\n"))
+            if args == [b"ECHO", marker.encode()]:
+                return out
+            out.append(args)
+    finally:
+        sock.close()
+
+
+def bench_bridge(s: Stack, requests: dict, rounds: int) -> dict:
+    """The commands one request of each kind made Redis run (captured with `MONITOR` while the
+    request went through Envoy, so they are exactly what the filter sends, with its `EF`,
+    `EPSILON` and the fold as configured), replayed as one pipeline through the bridge and
+    directly to Redis. `requests`: name -> (path, body, headers, the `x-semcache-match` it must
+    get). A request whose lookup has not settled into its steady form (the exact lookup first,
+    once exact hits are no longer rare on that worker) is sent again, at most 50 times."""
+    pipelines = {}
+    for name, (path, body, headers, match) in requests.items():
+        for _ in range(50):
+            got = {}
+
+            def send():
+                got["r"] = post(s.envoy_url, path, body, headers)
+
+            cmds = commands_of(s, send)
+            st, h, _ = got["r"]
+            if st != 200 or h.get("x-semcache-match") != match:
+                raise RuntimeError(f"bridge row {name}: {st} {h}")
+            pipelines[name] = cmds
+            if match != "exact" or [c[0] for c in cmds] == [b"VGETATTR"]:
+                break
+        else:
+            raise RuntimeError(f"bridge row {name}: never a lone exact lookup: {cmds}")
     out = {}
     http = RawHttp(s.procs["bridge"].port, "/v1/resp",
                    {"authorization": f"Bearer {s.token}",
@@ -462,7 +517,8 @@ def bench_bridge(s: Stack, vs_key: str, x_key: str, rounds: int, config: dict) -
                     d.append((t1 - t) * 1000)
                     v.append((t2 - t1) * 1000)
             out[name] = {
-                "commands": n, "request_bytes": len(body), "reply_bytes": len(b),
+                "commands": n, "command_names": [c[0].decode() for c in cmds],
+                "request_bytes": len(body), "reply_bytes": len(b),
                 "direct_p50_ms": round(pct(d, 0.5), 4), "direct_p99_ms": round(pct(d, 0.99), 4),
                 "bridge_p50_ms": round(pct(v, 0.5), 4), "bridge_p99_ms": round(pct(v, 0.99), 4),
                 "overhead_p50_ms": round(pct(v, 0.5) - pct(d, 0.5), 4),
@@ -824,9 +880,10 @@ def run(args) -> dict:
 
         # --- bridge overhead
         log("bridge vs direct Redis")
-        report["bridge"] = bench_bridge(s, mem["vs_key"], mem["x_key"],
-                                        rounds=1000 if quick else 3000,
-                                        config=default_plugin_config())
+        report["bridge"] = bench_bridge(s, {
+            "exact hit": ("/redis/v1/chat/completions", exact_body, {TENANT: "exact"}, "exact"),
+            "semantic hit": ("/v1/chat/completions", sem_bodies[0], {TENANT: "sem"}, "semantic"),
+        }, rounds=1000 if quick else 3000)
 
         # --- HTTP rows
         rows = {
@@ -925,10 +982,9 @@ def summarise(report: dict) -> dict:
     flat["embedder_eps"] = emb[c]["rps"]
     flat[f"embedder_{c}_p50_ms"] = emb[c]["p50_ms"]
     br = report["bridge"]
-    flat["bridge_overhead_p50_ms"] = br["exact+semantic"]["overhead_p50_ms"]
-    flat["bridge_overhead_p99_ms"] = br["exact+semantic"]["overhead_p99_ms"]
-    flat["bridge_overhead_exact_p50_ms"] = br["exact"]["overhead_p50_ms"]
-    flat["bridge_overhead_semantic_p50_ms"] = br["semantic"]["overhead_p50_ms"]
+    flat["bridge_overhead_p50_ms"] = br["semantic hit"]["overhead_p50_ms"]
+    flat["bridge_overhead_p99_ms"] = br["semantic hit"]["overhead_p99_ms"]
+    flat["bridge_overhead_exact_p50_ms"] = br["exact hit"]["overhead_p50_ms"]
     mem = report["redis_memory"]
     flat["redis_bytes_per_entry"] = mem["bytes_per_entry"]
     flat["redis_overhead_bytes_per_entry"] = mem["overhead_bytes_per_entry"]
@@ -1039,13 +1095,13 @@ def markdown(report: dict) -> str:
         f"{n} {r[c]['error_count']}" for n, r in report["rows"].items()) + ".")
     L.append("")
     br = report["bridge"]
-    L.append("**Bridge vs direct Redis** (one client, sequential, interleaved; the filter's "
-             "pipelines on the semantic partition):")
+    L.append("**Bridge vs direct Redis** (one client, sequential, interleaved; the commands one "
+             "request of each kind made Redis run, captured with `MONITOR`):")
     L.append("")
     L.append("| pipeline | direct p50 ms | bridge p50 ms | overhead p50 ms | direct p99 ms | bridge p99 ms |")
     L.append("|---|---:|---:|---:|---:|---:|")
     for name, b in br.items():
-        L.append(f"| {name} ({b['commands']} commands, reply {b['reply_bytes']} B) | {b['direct_p50_ms']:.3f} | "
+        L.append(f"| {name} ({' + '.join(b['command_names'])}; reply {b['reply_bytes']} B) | {b['direct_p50_ms']:.3f} | "
                  f"{b['bridge_p50_ms']:.3f} | {b['overhead_p50_ms']:.3f} | {b['direct_p99_ms']:.3f} | "
                  f"{b['bridge_p99_ms']:.3f} |")
     L.append("")
