@@ -8,6 +8,15 @@
 --               request (NONCE, thread number, request number), so no two requests are alike
 -- At the end it prints one line "BENCHJSON {...}": counts, errors and latency percentiles (µs).
 
+-- SEMCACHE_WRK_DELAY_MS (whole ms): a pause before each request on every connection, so the
+-- server idles between requests as it does inside a longer path (wrk times from the send).
+local delay_ms = tonumber(os.getenv("SEMCACHE_WRK_DELAY_MS") or "") or 0
+if delay_ms > 0 then
+   function delay()
+      return delay_ms
+   end
+end
+
 local bodies = {}
 local mode = "rotate"
 local nonce = "0"
