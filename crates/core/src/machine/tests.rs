@@ -64,6 +64,18 @@ fn to(fx: &[Effect], target: Target) -> &Callout {
     first
 }
 
+/// The upstream's response head (200, JSON) as the glue passes it; the effects it produced.
+fn upstream_json_head(m: &mut Machine) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
+    fx
+}
+
+/// Whether `fx` sets the response header `name` to `value`.
+fn sets_header(fx: &[Effect], name: &str, value: &str) -> bool {
+    has(fx, &Effect::SetResponseHeader(name.into(), value.into()))
+}
+
 fn has(fx: &[Effect], e: &Effect) -> bool {
     fx.iter().any(|x| x == e)
 }
@@ -174,12 +186,8 @@ fn miss_and_store(m: &mut Machine) -> Vec<Effect> {
         "a capture depends on the status and content type"
     );
 
-    let mut fx = Vec::new();
-    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-    assert!(has(
-        &fx,
-        &Effect::SetResponseHeader("x-semcache-status".into(), "miss".into())
-    ));
+    let mut fx = upstream_json_head(m);
+    assert!(sets_header(&fx, "x-semcache-status", "miss"));
     // The held end must really be held: no content-length telling the client it has it all.
     assert!(has(&fx, &Effect::RemoveResponseHeader("content-length")));
     assert!(m.wants_response_body());
@@ -296,24 +304,16 @@ fn candidate_beyond_threshold_or_vetoed_is_a_miss_with_the_reason() {
     let fx = semantic(&mut m, "Tell me the capital of France.", "0.85");
     assert!(local_reply(&fx).is_none());
     assert!(has(&fx, &Effect::ResumeRequest));
-    let mut fx = Vec::new();
-    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-    assert!(has(
-        &fx,
-        &Effect::SetResponseHeader("x-semcache-distance".into(), "0.3000".into())
-    ));
+    let fx = upstream_json_head(&mut m);
+    assert!(sets_header(&fx, "x-semcache-distance", "0.3000"));
 
     let mut m = machine();
     start(&mut m, &[("x-tenant", "t1")], BODY);
     let fx = semantic(&mut m, "What is not the capital of France?", "0.99");
     assert!(local_reply(&fx).is_none());
     assert!(has(&fx, &Effect::Count(Counter::Vetoed(Veto::Negation), 1)));
-    let mut fx = Vec::new();
-    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-    assert!(has(
-        &fx,
-        &Effect::SetResponseHeader("x-semcache-veto".into(), "negation".into())
-    ));
+    let fx = upstream_json_head(&mut m);
+    assert!(sets_header(&fx, "x-semcache-veto", "negation"));
 }
 
 #[test]
@@ -356,12 +356,8 @@ fn every_failure_fails_open_and_is_labelled_error() {
             e,
             Effect::Count(Counter::ErrorLookup | Counter::ErrorEmbeddings, 1)
         )));
-        let mut fx = Vec::new();
-        m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-        assert!(has(
-            &fx,
-            &Effect::SetResponseHeader("x-semcache-status".into(), "error".into())
-        ));
+        let fx = upstream_json_head(&mut m);
+        assert!(sets_header(&fx, "x-semcache-status", "error"));
         assert!(!m.wants_response_body(), "nothing stored after a failure");
     }
 }
@@ -395,10 +391,7 @@ fn no_store_and_bypass_header_touch_nothing() {
         let mut fx = Vec::new();
         // The glue passes no response head when it is not needed.
         m.on_response_headers(None, None, None, &mut fx);
-        assert!(has(
-            &fx,
-            &Effect::SetResponseHeader("x-semcache-status".into(), "bypass".into())
-        ));
+        assert!(sets_header(&fx, "x-semcache-status", "bypass"));
         assert!(!m.wants_response_body());
     }
 }
@@ -1082,12 +1075,8 @@ fn folded_with_the_embedder_down_the_exact_lookup_goes_alone() {
         "the embedder is not asked again"
     );
     assert!(!m.needs_response_head(), "not stored");
-    let mut fx = Vec::new();
-    m.on_response_headers(Some(200), Some("application/json"), None, &mut fx);
-    assert!(has(
-        &fx,
-        &Effect::SetResponseHeader("x-semcache-status".into(), "error".into())
-    ));
+    let fx = upstream_json_head(&mut m);
+    assert!(sets_header(&fx, "x-semcache-status", "error"));
 }
 
 #[test]
