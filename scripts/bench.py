@@ -716,7 +716,7 @@ def memory_breakdown(s: Stack, vs_key: str, limit: int) -> dict:
 # the run
 
 
-def embedder_paced(wrk: "Wrk", url: str, runs: dict, pids: dict) -> dict:
+def embedder_paced(wrk: "Wrk", url: str, runs: dict, pids: dict, duration: float) -> dict:
     """The embedder alone at c=1 with a pause before each request as long as the rest of this
     round's semantic hit (its p50 minus the embedder's, whole ms, at least 1): inside the path
     the embedder idles that long between requests, and an idle 2-vCPU VM is slower to start
@@ -724,9 +724,8 @@ def embedder_paced(wrk: "Wrk", url: str, runs: dict, pids: dict) -> dict:
     row's excess over the embedder is that idle."""
     gap = runs[("semantic_hit", 1)][-1]["p50_ms"] - runs[("embedder", 1)][-1]["p50_ms"]
     delay = max(1, round(gap))
-    d = max(2.0, runs[("embedder", 1)][-1]["duration_s"])
     wrk.run(url, "embed", concurrency=1, duration=1.0, delay_ms=delay)
-    r = wrk.run(url, "embed", concurrency=1, duration=d, pids=pids, delay_ms=delay)
+    r = wrk.run(url, "embed", concurrency=1, duration=duration, pids=pids, delay_ms=delay)
     r["loadavg"] = round(os.getloadavg()[0], 2)
     r["delay_ms"] = delay
     return r
@@ -940,7 +939,7 @@ def run(args) -> dict:
                     log(f"  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['rps']:.0f} rps  "
                         f"errors {r['error_count']}  {r['filter_counters']}  upstream {r['upstream']}")
                 if name == "semantic_hit":
-                    paced = embedder_paced(wrk, emb_url, runs, pids)
+                    paced = embedder_paced(wrk, emb_url, runs, pids, dur1)
                     runs.setdefault(("embedder_paced", 1), []).append(paced)
                     log(f"round {rnd + 1}/{rounds} embedder paced ({paced['delay_ms']} ms between "
                         f"requests): p50 {paced['p50_ms']:.3f} ms")
