@@ -82,7 +82,11 @@ fn main() -> anyhow::Result<()> {
 
     let mut all = Vec::new();
     let mut encoders = Vec::new();
-    for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16] {
+    let mut dtypes = vec![WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16];
+    if semcache_embedder::amx::available() {
+        dtypes.push(WeightDtype::Bf16Amx);
+    }
+    for dtype in dtypes {
         let w = Arc::new(Weights::load_as(&dir, dtype)?);
         let mut enc = Encoder::new(w.clone(), 1)?;
         let dim = enc.dim();

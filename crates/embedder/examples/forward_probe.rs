@@ -1,12 +1,14 @@
 //! In-process timing of the forward pass (no HTTP), used to choose the implementation:
-//! `cargo run --release -p semcache-embedder --example forward_probe -- [threads]`
+//! `cargo run --release -p semcache-embedder --example forward_probe -- [threads] [dtype]`
 //! Also checks the output against testdata/embeddings/reference.json.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use clap::ValueEnum;
 use semcache_embedder::config::find_model_dir;
 use semcache_embedder::forward::Encoder;
+use semcache_embedder::linear::WeightDtype;
 use semcache_embedder::tokenize::TextTokenizer;
 use semcache_embedder::weights::Weights;
 
@@ -17,9 +19,13 @@ use cpu::cpu_ms;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(1);
+    let dtype = match args.get(2) {
+        Some(s) => WeightDtype::from_str(s, true).map_err(anyhow::Error::msg)?,
+        None => WeightDtype::F32,
+    };
     let dir = find_model_dir()?;
     let t0 = Instant::now();
-    let w = Arc::new(Weights::load(&dir)?);
+    let w = Arc::new(Weights::load_as(&dir, dtype)?);
     let tok = TextTokenizer::from_dir(&dir, w.max_seq_length)?;
     eprintln!("load {:?}", t0.elapsed());
     let mut enc = Encoder::new(w, threads)?;

@@ -1,5 +1,6 @@
 //! semcache-embedder: a local OpenAI-compatible embeddings server for all-MiniLM-L6-v2.
 
+pub mod amx;
 pub mod api;
 pub mod batcher;
 pub mod config;

@@ -32,13 +32,16 @@ pub enum WeightDtype {
     F16,
     /// bfloat16 (7-bit mantissa, f32's exponent): relative rounding error ≤ 2⁻⁸.
     Bf16,
+    /// bfloat16 weights *and* activations on AMX tiles, f32 accumulation (`crate::amx`). Only
+    /// where `amx::available()`.
+    Bf16Amx,
 }
 
 impl WeightDtype {
     pub fn bytes(self) -> usize {
         match self {
             WeightDtype::F32 => 4,
-            WeightDtype::F16 | WeightDtype::Bf16 => 2,
+            WeightDtype::F16 | WeightDtype::Bf16 | WeightDtype::Bf16Amx => 2,
         }
     }
 
@@ -47,7 +50,7 @@ impl WeightDtype {
         match self {
             WeightDtype::F32 => x,
             WeightDtype::F16 => half::f16::from_f32(x).to_f32(),
-            WeightDtype::Bf16 => half::bf16::from_f32(x).to_f32(),
+            WeightDtype::Bf16 | WeightDtype::Bf16Amx => half::bf16::from_f32(x).to_f32(),
         }
     }
 }
@@ -70,6 +73,9 @@ impl PackedWeight {
     /// Packs a row-major `k × n` matrix, stored as `dtype`.
     pub fn pack_as(w: &[f32], k: usize, n: usize, dtype: WeightDtype) -> Self {
         assert_eq!(w.len(), k * n, "PackedWeight::pack: wrong size");
+        if dtype == WeightDtype::Bf16Amx {
+            return Self::from_bytes(k, n, dtype, &crate::amx::pack(w, k, n));
+        }
         let np = n.div_ceil(NR);
         let mut vals = vec![0.0f32; np * k * NR];
         for j in 0..np {
@@ -89,7 +95,13 @@ impl PackedWeight {
                 .iter()
                 .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
                 .collect(),
+            WeightDtype::Bf16Amx => unreachable!("packed above"),
         };
+        Self::from_bytes(k, n, dtype, &bytes)
+    }
+
+    /// Wraps packed storage in 64-byte aligned lines.
+    fn from_bytes(k: usize, n: usize, dtype: WeightDtype, bytes: &[u8]) -> Self {
         let mut panels = vec![Line::default(); bytes.len().div_ceil(64)];
         // SAFETY: `panels` holds at least `bytes.len()` bytes; Line is plain old data.
         unsafe {
@@ -177,23 +189,73 @@ pub fn linear(
         "linear: dst out of bounds"
     );
     let np = w.num_panels();
+    if w.dtype == WeightDtype::Bf16Amx {
+        assert!(
+            crate::amx::available(),
+            "linear: bf16-amx weights without AMX"
+        );
+        return AMX_ACTIVATIONS.with_borrow_mut(|act| {
+            crate::amx::round_activations(m, a, lda, k, act);
+            let (ap, cp) = (act.as_ptr() as usize, SendPtr(c.as_mut_ptr()));
+            let run = |p0: usize, p1: usize| {
+                // SAFETY: AMX is available; `act` holds m rounded rows, the bounds of c were
+                // checked above, and the panel range [p0, p1) owns its columns alone.
+                unsafe {
+                    crate::amx::block(
+                        m,
+                        ap as *const u16,
+                        k,
+                        w.panel_ptr(0, 0),
+                        n,
+                        p0,
+                        p1,
+                        cp.0,
+                        ldc,
+                    );
+                    gelu_columns(epilogue, 0..m, p0, p1, n, cp, ldc);
+                }
+            };
+            split(pool, m * n * k / AMX_SPEEDUP, np, crate::amx::GROUP, run)
+        });
+    }
     let cp = SendPtr(c.as_mut_ptr());
     let run = |p0: usize, p1: usize| {
         // SAFETY: bounds were checked above; the panel range [p0, p1) owns columns
         // [p0 * 16, min(p1 * 16, n)) of every row, disjoint from every other range.
         unsafe { block(m, a.as_ptr(), lda, w, p0, p1, cp, ldc, epilogue) }
     };
+    split(pool, m * n * k, np, 1, run)
+}
+
+/// How many times less time a multiply-add takes on AMX tiles than in the AVX-512 kernel, for
+/// deciding when a product is worth a second thread (README, "AMX bf16 tiles": 4-7.5×).
+const AMX_SPEEDUP: usize = 4;
+
+thread_local! {
+    /// The bf16 activations of the current AMX product, reused between calls.
+    static AMX_ACTIVATIONS: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `run` over the panels `[0, np)`, in chunks of whole multiples of `align` panels spread
+/// over the pool when the product (`work` multiply-adds) is large enough to pay for it.
+fn split(
+    pool: Option<&rayon::ThreadPool>,
+    work: usize,
+    np: usize,
+    align: usize,
+    run: impl Fn(usize, usize) + Sync,
+) {
     let Some(pool) = pool else {
         return run(0, np);
     };
     // Small products are not worth waking another thread for.
-    if pool.current_num_threads() <= 1 || m * n * k < 1 << 18 {
+    if pool.current_num_threads() <= 1 || work < 1 << 18 {
         return run(0, np);
     }
     // Several chunks per thread, taken by work stealing: when another process holds one core,
     // the thread that is running takes over the rest instead of the pass waiting for the other.
     let chunks = (pool.current_num_threads() * 4).min(np.div_ceil(3)).max(1);
-    let per = np.div_ceil(chunks);
+    let per = np.div_ceil(chunks).div_ceil(align) * align;
     pool.install(|| {
         use rayon::prelude::*;
         (0..np.div_ceil(per))
@@ -251,13 +313,31 @@ unsafe fn block(
                     }
                 }
             }
-            if epilogue == Epilogue::Gelu && k0 + kc == k {
-                let (c0, c1) = (p0 * NR, (p1 * NR).min(w.n));
-                for r in m0..m0 + mc {
-                    let row = std::slice::from_raw_parts_mut(c.0.add(r * ldc + c0), c1 - c0);
-                    crate::kernels::gelu(row);
-                }
+            if k0 + kc == k {
+                gelu_columns(epilogue, m0..m0 + mc, p0, p1, w.n, c, ldc);
             }
+        }
+    }
+}
+
+/// Applies the epilogue to rows `rows` of panels `[p0, p1)` of `c`, finished.
+///
+/// # Safety
+/// As for [`block`]: `c` holds these rows and columns, and no other thread touches them.
+unsafe fn gelu_columns(
+    epilogue: Epilogue,
+    rows: std::ops::Range<usize>,
+    p0: usize,
+    p1: usize,
+    n: usize,
+    c: SendPtr,
+    ldc: usize,
+) {
+    if epilogue == Epilogue::Gelu {
+        let (c0, c1) = (p0 * NR, (p1 * NR).min(n));
+        for r in rows {
+            let row = std::slice::from_raw_parts_mut(c.0.add(r * ldc + c0), c1 - c0);
+            crate::kernels::gelu(row);
         }
     }
 }
@@ -272,7 +352,8 @@ const D_F16: u8 = 1;
 const D_BF16: u8 = 2;
 
 /// The best kernel for this CPU and storage type, and how many rows it takes at once (checked
-/// once per type). `SEMCACHE_EMBEDDER_KERNEL=avx2|portable` forces a lesser one, for comparisons.
+/// once per type). `SEMCACHE_EMBEDDER_KERNEL=avx512|avx2|portable` forces a lesser one (and
+/// turns AMX off), for comparisons.
 fn kernel_fn(dtype: WeightDtype) -> (KernelFn, usize) {
     use std::sync::OnceLock;
     static BEST: [OnceLock<(KernelFn, usize)>; 3] =
@@ -281,17 +362,18 @@ fn kernel_fn(dtype: WeightDtype) -> (KernelFn, usize) {
         WeightDtype::F32 => 0,
         WeightDtype::F16 => 1,
         WeightDtype::Bf16 => 2,
+        WeightDtype::Bf16Amx => unreachable!("AMX weights run in amx::block"),
     };
     *BEST[slot].get_or_init(|| {
         let forced = std::env::var("SEMCACHE_EMBEDDER_KERNEL").unwrap_or_default();
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            if forced.is_empty() && has!("avx512f") {
+            if (forced.is_empty() || forced == "amx" || forced == "avx512") && has!("avx512f") {
                 let f: KernelFn = match dtype {
                     WeightDtype::F32 => avx512::kernel::<D_F32>,
                     WeightDtype::F16 => avx512::kernel::<D_F16>,
-                    WeightDtype::Bf16 => avx512::kernel::<D_BF16>,
+                    WeightDtype::Bf16 | WeightDtype::Bf16Amx => avx512::kernel::<D_BF16>,
                 };
                 return (f, avx512::MR);
             }
@@ -303,7 +385,7 @@ fn kernel_fn(dtype: WeightDtype) -> (KernelFn, usize) {
                 let f: KernelFn = match dtype {
                     WeightDtype::F32 => avx2::kernel::<D_F32>,
                     WeightDtype::F16 => avx2::kernel::<D_F16>,
-                    WeightDtype::Bf16 => avx2::kernel::<D_BF16>,
+                    WeightDtype::Bf16 | WeightDtype::Bf16Amx => avx2::kernel::<D_BF16>,
                 };
                 return (f, avx2::MR);
             }
@@ -312,7 +394,7 @@ fn kernel_fn(dtype: WeightDtype) -> (KernelFn, usize) {
         let f: KernelFn = match dtype {
             WeightDtype::F32 => portable_kernel::<D_F32>,
             WeightDtype::F16 => portable_kernel::<D_F16>,
-            WeightDtype::Bf16 => portable_kernel::<D_BF16>,
+            WeightDtype::Bf16 | WeightDtype::Bf16Amx => portable_kernel::<D_BF16>,
         };
         (f, 6)
     })
@@ -553,6 +635,9 @@ mod tests {
         for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16] {
             check_as(m, k, n, pool, dtype);
         }
+        if crate::amx::available() {
+            check_as(m, k, n, pool, WeightDtype::Bf16Amx);
+        }
     }
 
     /// Against a naive product with the weights rounded to `dtype`.
@@ -576,7 +661,12 @@ mod tests {
         for i in 0..m {
             for j in 0..n {
                 for p in 0..k {
-                    want[i * n + j] += a[i * k + p] * dtype.round(w[p * n + j]);
+                    // AMX rounds the activations to bf16 too.
+                    let x = match dtype {
+                        WeightDtype::Bf16Amx => dtype.round(a[i * k + p]),
+                        _ => a[i * k + p],
+                    };
+                    want[i * n + j] += x * dtype.round(w[p * n + j]);
                 }
             }
         }
@@ -611,6 +701,31 @@ mod tests {
         check(100, 384, 160, Some(&pool));
         check(300, 384, 1536, Some(&pool));
         check(33, 1536, 384, Some(&pool));
+    }
+
+    /// Rows and depths around the tiles' 16 rows and 32-deep steps, columns around the groups of
+    /// four panels, against the naive product (on a CPU without AMX, says so and checks nothing).
+    #[test]
+    fn amx_matches_naive_across_tile_edges() {
+        if !crate::amx::available() {
+            eprintln!("no AMX-BF16 on this CPU: the AMX kernel is not tested here");
+            return;
+        }
+        for (m, k, n) in [
+            (1, 1, 1),
+            (15, 31, 16),
+            (16, 32, 64),
+            (17, 33, 65),
+            (33, 384, 100),
+            (12, 1536, 384),
+        ] {
+            check_as(m, k, n, None, WeightDtype::Bf16Amx);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        check_as(40, 384, 1536, Some(&pool), WeightDtype::Bf16Amx);
     }
 
     #[test]
@@ -648,21 +763,21 @@ mod tests {
                     kernels.push(match dtype {
                         WeightDtype::F32 => ("avx2", avx2::kernel::<D_F32>, avx2::MR),
                         WeightDtype::F16 => ("avx2", avx2::kernel::<D_F16>, avx2::MR),
-                        WeightDtype::Bf16 => ("avx2", avx2::kernel::<D_BF16>, avx2::MR),
+                        _ => ("avx2", avx2::kernel::<D_BF16>, avx2::MR),
                     });
                 }
                 if has!("avx512f") {
                     kernels.push(match dtype {
                         WeightDtype::F32 => ("avx512", avx512::kernel::<D_F32>, avx512::MR),
                         WeightDtype::F16 => ("avx512", avx512::kernel::<D_F16>, avx512::MR),
-                        WeightDtype::Bf16 => ("avx512", avx512::kernel::<D_BF16>, avx512::MR),
+                        _ => ("avx512", avx512::kernel::<D_BF16>, avx512::MR),
                     });
                 }
             }
             let portable: KernelFn = match dtype {
                 WeightDtype::F32 => portable_kernel::<D_F32>,
                 WeightDtype::F16 => portable_kernel::<D_F16>,
-                WeightDtype::Bf16 => portable_kernel::<D_BF16>,
+                _ => portable_kernel::<D_BF16>,
             };
             let (k, n) = (37, 16);
             let a: Vec<f32> = (0..MAX_MR * k).map(|i| (i % 17) as f32 * 0.1).collect();

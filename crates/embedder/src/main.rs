@@ -24,15 +24,16 @@ fn main() -> anyhow::Result<()> {
         None => find_model_dir()?,
     };
     let started = std::time::Instant::now();
+    let dtype = args.weight_dtype();
     let weights = Arc::new(
-        Weights::load_as(&dir, args.dtype)
+        Weights::load_as(&dir, dtype)
             .with_context(|| format!("loading the model from {}", dir.display()))?,
     );
     let tokenizer = TextTokenizer::from_dir(&dir, weights.max_seq_length)?;
     tracing::info!(
         model_dir = %dir.display(),
         max_seq_length = weights.max_seq_length,
-        dtype = ?args.dtype,
+        dtype = ?dtype,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "model loaded"
     );

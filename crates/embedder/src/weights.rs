@@ -175,6 +175,13 @@ impl Weights {
     /// Like [`Weights::load`], with the linear layers' weights stored as `dtype` (rounded to
     /// nearest); embeddings, biases and LayerNorm parameters stay f32.
     pub fn load_as(dir: &Path, dtype: WeightDtype) -> Result<Self, WeightsError> {
+        if dtype == WeightDtype::Bf16Amx && !crate::amx::available() {
+            return Err(WeightsError::Unsupported(
+                "dtype bf16-amx: this CPU has no AMX-BF16, or the kernel refused the tile state \
+                 (needs Linux 5.16 or later); use f16"
+                    .into(),
+            ));
+        }
         let config: BertConfig = read_json(&dir.join("config.json"))?;
         if config.hidden_act != "gelu" {
             return Err(WeightsError::Unsupported(format!(

@@ -1,5 +1,5 @@
-//! `--dtype f16|bf16`: half-size storage of the linear layers' weights must leave the
-//! embeddings (still f32) practically unchanged.
+//! `--dtype f16|bf16|bf16-amx`: half-size storage of the linear layers' weights, and bf16 on
+//! AMX tiles, must leave the embeddings practically unchanged.
 
 mod common;
 
@@ -38,7 +38,12 @@ fn embed_in_process(dtype: WeightDtype) -> Vec<Vec<f64>> {
 fn half_weights_embed_within_cosine_of_f32() {
     let base = embed_in_process(WeightDtype::F32);
     // Measured over the eval set (examples/dtype_probe.rs): f16 ≥ 0.999999, bf16 ≥ 0.99998.
-    for (dtype, min) in [(WeightDtype::F16, 0.9999), (WeightDtype::Bf16, 0.999)] {
+    // bf16-amx (activations rounded too): ≥ 0.99996.
+    let mut cases = vec![(WeightDtype::F16, 0.9999), (WeightDtype::Bf16, 0.999)];
+    if semcache_embedder::amx::available() {
+        cases.push((WeightDtype::Bf16Amx, 0.999));
+    }
+    for (dtype, min) in cases {
         for ((text, want), got) in SENTENCES.iter().zip(&base).zip(embed_in_process(dtype)) {
             let c = cosine(&got, want);
             assert!(c >= min, "{dtype:?}: cosine {c} to f32 for {text:?}");
@@ -49,6 +54,42 @@ fn half_weights_embed_within_cosine_of_f32() {
 
 #[tokio::test]
 async fn server_with_f16_weights_matches_the_reference() {
+    serves_the_reference_as("f16", WeightDtype::F16).await;
+}
+
+#[tokio::test]
+async fn server_with_amx_matches_the_reference_where_the_cpu_has_it() {
+    if !semcache_embedder::amx::available() {
+        eprintln!("no AMX-BF16 on this CPU: only the refusal is tested here");
+        return;
+    }
+    serves_the_reference_as("bf16-amx", WeightDtype::Bf16Amx).await;
+}
+
+#[test]
+fn bf16_amx_without_amx_refuses_to_start_and_says_why() {
+    // Forcing another kernel hides AMX, as on a CPU without it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_semcache-embedder"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--dtype",
+            "bf16-amx",
+            "--model-dir",
+        ])
+        .arg(model_dir())
+        .env("SEMCACHE_EMBEDDER_KERNEL", "avx2")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no `listening on` line");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bf16-amx") && err.contains("use f16"), "{err}");
+}
+
+/// A server started with `--dtype flag` embeds the reference inputs within the f32 server's
+/// bound, and its output is the in-process `dtype` one, not the f32 one.
+async fn serves_the_reference_as(flag: &str, dtype: WeightDtype) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../testdata/embeddings/reference.json"
@@ -60,7 +101,7 @@ async fn server_with_f16_weights_matches_the_reference() {
         .iter()
         .map(|it| it["text"].as_str().expect("text"))
         .collect();
-    let server = Server::start(&["--dtype", "f16"]);
+    let server = Server::start(&["--dtype", flag]);
     let (status, resp) = post(
         &format!("{}/v1/embeddings", server.url),
         &json!({"input": texts}),
@@ -80,17 +121,17 @@ async fn server_with_f16_weights_matches_the_reference() {
         // The same bound as the f32 server's reference test.
         assert!(c >= 0.9999, "cosine {c} for {:?}", it["text"]);
     }
-    // The server really runs f16: its output is the in-process f16 one, not the f32 one.
+    // The server really runs `dtype`: its output is the in-process one, not the f32 one.
     let (_, single) = post(
         &format!("{}/v1/embeddings", server.url),
         &json!({"input": SENTENCES}),
     )
     .await;
     let single = vectors(&single);
-    let want16 = embed_in_process(WeightDtype::F16);
+    let want_same = embed_in_process(dtype);
     let want32 = embed_in_process(WeightDtype::F32);
-    for ((s, h), f) in single.iter().zip(&want16).zip(&want32) {
-        let d16: f64 = s
+    for ((s, h), f) in single.iter().zip(&want_same).zip(&want32) {
+        let d_same: f64 = s
             .iter()
             .zip(h)
             .map(|(a, b)| (a - b).abs())
@@ -101,8 +142,8 @@ async fn server_with_f16_weights_matches_the_reference() {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
         assert!(
-            d16 < 1e-6 && d16 < d32,
-            "max |diff| to f16 {d16}, to f32 {d32}"
+            d_same < 1e-6 && d_same < d32,
+            "max |diff| to {flag} {d_same}, to f32 {d32}"
         );
     }
 }
@@ -112,12 +153,21 @@ fn dtype_flag_parses() {
     use clap::{CommandFactory, Parser};
     use semcache_embedder::config::Args;
     let parse = |extra: &[&str]| {
-        Args::try_parse_from(["semcache-embedder"].iter().chain(extra)).map(|a| a.dtype)
+        Args::try_parse_from(["semcache-embedder"].iter().chain(extra)).map(|a| a.weight_dtype())
     };
-    // Unless the environment sets it (the tests don't), the default is f16.
+    // Unless the environment sets it (the tests don't), the default depends on the CPU.
     if std::env::var_os("SEMCACHE_EMBEDDER_DTYPE").is_none() {
-        assert_eq!(parse(&[]).expect("no flag"), WeightDtype::F16);
+        let want = if semcache_embedder::amx::available() {
+            WeightDtype::Bf16Amx
+        } else {
+            WeightDtype::F16
+        };
+        assert_eq!(parse(&[]).expect("no flag"), want);
     }
+    assert_eq!(
+        parse(&["--dtype", "bf16-amx"]).expect("bf16-amx"),
+        WeightDtype::Bf16Amx
+    );
     assert_eq!(parse(&["--dtype", "f32"]).expect("f32"), WeightDtype::F32);
     assert_eq!(parse(&["--dtype", "f16"]).expect("f16"), WeightDtype::F16);
     assert_eq!(
