@@ -32,6 +32,11 @@ pub enum WeightsError {
     },
     #[error("unsupported model: {0}")]
     Unsupported(String),
+    #[error(
+        "--dtype bf16-amx: this CPU has no AMX-BF16, or Linux refused the tile state (it needs \
+         5.16 or later), or SEMCACHE_EMBEDDER_KERNEL names another kernel; use f16"
+    )]
+    AmxUnavailable,
 }
 
 /// The parts of a HF `config.json` for BERT that the forward pass needs.
@@ -176,11 +181,7 @@ impl Weights {
     /// nearest); embeddings, biases and LayerNorm parameters stay f32.
     pub fn load_as(dir: &Path, dtype: WeightDtype) -> Result<Self, WeightsError> {
         if dtype == WeightDtype::Bf16Amx && !crate::amx::available() {
-            return Err(WeightsError::Unsupported(
-                "dtype bf16-amx: this CPU has no AMX-BF16, or the kernel refused the tile state \
-                 (needs Linux 5.16 or later); use f16"
-                    .into(),
-            ));
+            return Err(WeightsError::AmxUnavailable);
         }
         let config: BertConfig = read_json(&dir.join("config.json"))?;
         if config.hidden_act != "gelu" {
