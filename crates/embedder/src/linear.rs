@@ -679,6 +679,13 @@ mod tests {
         }
     }
 
+    fn two_threads() -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool")
+    }
+
     #[test]
     fn matches_naive_on_ragged_shapes() {
         for (m, k, n) in [
@@ -694,10 +701,7 @@ mod tests {
 
     #[test]
     fn matches_naive_with_a_pool() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .expect("pool");
+        let pool = two_threads();
         check(100, 384, 160, Some(&pool));
         check(300, 384, 1536, Some(&pool));
         check(33, 1536, 384, Some(&pool));
@@ -721,19 +725,13 @@ mod tests {
         ] {
             check_as(m, k, n, None, WeightDtype::Bf16Amx);
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .expect("pool");
+        let pool = two_threads();
         check_as(40, 384, 1536, Some(&pool), WeightDtype::Bf16Amx);
     }
 
     #[test]
     fn gelu_epilogue_matches_separate_gelu() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .expect("pool");
+        let pool = two_threads();
         let (m, k, n) = (40, 800, 400);
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 70.0)
