@@ -135,18 +135,8 @@ pub fn spawn_workers(
             .name(format!("embedder-worker-{i}"))
             .spawn(move || {
                 let _guard = guard;
-                let pool = enc.pool();
-                let mut serve = || {
-                    while let Some(jobs) = next_batch(&rx, max_tokens) {
-                        run_batch(&mut enc, jobs, max_tokens);
-                    }
-                };
-                // The loop runs on one of the encoder's own pool threads: each forward pass then
-                // starts where the job arrived, instead of waking a pool thread and sleeping
-                // until it finishes (two wake-ups fewer per request, each costly on an idle vCPU).
-                match pool {
-                    Some(pool) => pool.install(serve),
-                    None => serve(),
+                while let Some(jobs) = next_batch(&rx, max_tokens) {
+                    run_batch(&mut enc, jobs, max_tokens);
                 }
             });
         handles.push(spawned?);

@@ -76,12 +76,6 @@ impl Encoder {
         })
     }
 
-    /// The pool the forward passes run in, if any; calling `embed` from one of its threads
-    /// saves handing each pass over to it.
-    pub fn pool(&self) -> Option<Arc<rayon::ThreadPool>> {
-        self.pool.clone()
-    }
-
     pub fn dim(&self) -> usize {
         self.w.config.hidden_size
     }
