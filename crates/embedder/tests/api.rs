@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cosine, post, post_raw, vectors, Server};
+use common::{cosine, fails_to_start, post, post_raw, vectors, Server};
 use serde_json::{json, Value};
 
 fn assert_error(status: u16, resp: &Value, want_status: u16, param: Option<&str>, needle: &str) {
@@ -265,18 +265,7 @@ fn sigterm_and_sigint_stop_the_server_cleanly() {
 
 #[test]
 fn missing_model_dir_fails_with_a_clear_message() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_semcache-embedder"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--model-dir",
-            "/nonexistent/model",
-        ])
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "no `listening on` line");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails_to_start(["--model-dir", "/nonexistent/model"], &[]);
     assert!(err.contains("/nonexistent/model"), "{err}");
 }
 

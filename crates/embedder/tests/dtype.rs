@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{cosine, model_dir, post, vectors, Server};
+use common::{cosine, fails_to_start, model_dir, post, vectors, Server};
 use semcache_embedder::forward::Encoder;
 use semcache_embedder::linear::WeightDtype;
 use semcache_embedder::tokenize::TextTokenizer;
@@ -69,21 +69,14 @@ async fn server_with_amx_matches_the_reference_where_the_cpu_has_it() {
 #[test]
 fn bf16_amx_without_amx_refuses_to_start_and_says_why() {
     // Forcing another kernel hides AMX, as on a CPU without it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_semcache-embedder"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--dtype",
-            "bf16-amx",
-            "--model-dir",
-        ])
-        .arg(model_dir())
-        .env("SEMCACHE_EMBEDDER_KERNEL", "avx2")
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "no `listening on` line");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let dir = model_dir();
+    let args = [
+        "--dtype".as_ref(),
+        "bf16-amx".as_ref(),
+        "--model-dir".as_ref(),
+        dir.as_os_str(),
+    ];
+    let err = fails_to_start(args, &[("SEMCACHE_EMBEDDER_KERNEL", "avx2")]);
     assert!(err.contains("bf16-amx") && err.contains("use f16"), "{err}");
 }
 

@@ -104,6 +104,23 @@ impl Drop for Server {
     }
 }
 
+/// Runs the server binary on `127.0.0.1:0` with `args` and `env`, expecting it to fail before
+/// it listens: asserts a failing exit and no `listening on` line, returns its stderr.
+pub fn fails_to_start<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+    env: &[(&str, &str)],
+) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_semcache-embedder"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run semcache-embedder");
+    assert!(!out.status.success(), "exit: {:?}", out.status);
+    assert!(out.stdout.is_empty(), "no `listening on` line");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
