@@ -69,7 +69,9 @@ fn request_tile_state() -> bool {
     }
 }
 
-/// `x` rounded to bf16 (nearest, ties to even), as its bits. Activations stay finite.
+/// `x` rounded to bf16 (nearest, ties to even), as its bits. Activations stay finite, so this
+/// skips `half::bf16::from_f32`'s NaN branch, which keeps the loop from vectorising: 4 against
+/// 12 µs for a 12 × 1536 activation matrix.
 #[inline(always)]
 fn bf16_bits(x: f32) -> u16 {
     let b = x.to_bits();
