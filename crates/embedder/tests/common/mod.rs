@@ -105,20 +105,38 @@ impl Drop for Server {
 }
 
 /// Runs the server binary on `127.0.0.1:0` with `args` and `env`, expecting it to fail before
-/// it listens: asserts a failing exit and no `listening on` line, returns its stderr.
+/// it listens: asserts a failing exit and no `listening on` line, returns its stderr. A binary
+/// that starts after all prints that line and is killed, so the test fails instead of hanging.
 pub fn fails_to_start<S: AsRef<std::ffi::OsStr>>(
     args: impl IntoIterator<Item = S>,
     env: &[(&str, &str)],
 ) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_semcache-embedder"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_semcache-embedder"))
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
         .envs(env.iter().copied())
-        .output()
-        .expect("run semcache-embedder");
-    assert!(!out.status.success(), "exit: {:?}", out.status);
-    assert!(out.stdout.is_empty(), "no `listening on` line");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn semcache-embedder");
+    // stderr is drained beside stdout so that a chatty binary cannot block on a full pipe.
+    let stderr = child.stderr.take().expect("piped stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
+    });
+    let mut first = String::new();
+    let _ = BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut first);
+    if !first.is_empty() {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("wait for semcache-embedder");
+    let stderr = err_reader.join().expect("stderr reader");
+    assert!(first.is_empty(), "it started: {first:?}");
+    assert!(!status.success(), "exit: {status:?}");
+    stderr
 }
 
 pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
