@@ -497,10 +497,33 @@ def search_ef(args, env: dict) -> dict:
         def cmd(*a):
             return redis.pipeline(_resp_encode(a), 1)[0]
 
-        for n in sizes:
+        def vadd_usec() -> tuple[float, int]:
+            info = cmd("INFO", "commandstats").decode()
+            for line in info.splitlines():
+                if line.lower().startswith("cmdstat_vadd:"):
+                    f = dict(kv.split("=") for kv in line.split(":", 1)[1].split(","))
+                    return float(f["usec"]), int(f["calls"])
+            return 0.0, 0
+
+        builds = [int(x) for x in args.build_ef_values.split(",")] if args.build_ef_values else [0]
+        for n, build in ((n, b) for n in sizes for b in builds):
             key = f"efexp:{n}"
+            # Build EF 0: VADD without EF, Redis's default (200), as the filter sends it.
+            ef_arg = ("EF", build) if build else ()
+            u0, c0 = vadd_usec()
             for i, v in enumerate(cv[:n]):
-                cmd("VADD", key, "FP32", v, f"id{i}", "Q8", "SETATTR", "x" * 600)
+                cmd("VADD", key, "FP32", v, f"id{i}", "Q8", *ef_arg, "SETATTR", "x" * 600)
+            u1, c1 = vadd_usec()
+            # The last tenth of the inserts: what one more insert costs a set of about n.
+            tail = max(1, n // 10)
+            u2, c2 = vadd_usec()
+            for i, v in enumerate(cv[n - tail:n]):
+                cmd("VADD", key, "FP32", v, f"id{n - tail + i}", "Q8", *ef_arg, "SETATTR",
+                    "x" * 600)
+            u3, c3 = vadd_usec()
+            print(f"{n:6} vectors, build EF {build or 'default'}: VADD {(u1 - u0) / (c1 - c0):.0f} "
+                  f"us per call over the build, {(u3 - u2) / max(1, c3 - c2):.0f} us per re-add "
+                  f"at full size (INFO commandstats)", flush=True)
             truth = [cmd("VSIM", key, "FP32", v, "WITHSCORES", "COUNT", 4, "TRUTH", "NOTHREAD")
                      for v in qv]
             top = [[t[j] for j in range(0, len(t), 2)] for t in truth]
@@ -520,10 +543,14 @@ def search_ef(args, env: dict) -> dict:
                     e["p50_ms"].append(round(statistics.median(lat), 4))
                     e["recall_at_1"] = round(hit1 / len(qv), 4)
                     e["recall_at_4"] = round(overlap / (4 * len(qv)), 4)
+            row["vadd_us_build"] = round((u1 - u0) / (c1 - c0), 1)
+            row["vadd_us_readd"] = round((u3 - u2) / max(1, c3 - c2), 1)
             for ef_name, e in row.items():
+                if not ef_name.startswith("ef_"):
+                    continue
                 print(f"{n:6} vectors {ef_name:7} VSIM p50 per round {e['p50_ms']} ms, "
                       f"recall@1 {e['recall_at_1']:.4f}, recall@4 {e['recall_at_4']:.4f}", flush=True)
-            out[str(n)] = row
+            out[f"{n}" if not build else f"{n}_build_ef_{build}"] = row
             cmd("DEL", key)
         redis.close()
     return out
@@ -553,6 +580,8 @@ def main() -> int:
                     help="VSIM recall and latency against EF (search_ef), direct to Redis")
     ap.add_argument("--ef-sizes", default="2000,20000", help="--ef: partition sizes")
     ap.add_argument("--ef-values", default="16,32,64,128", help="--ef: EF values")
+    ap.add_argument("--build-ef-values", default="",
+                    help="--ef: build each partition once per VADD EF value (0: Redis's default)")
     ap.add_argument("--answer-bytes", type=int, default=None,
                     help="--memory: lengthen the mock's answers to this (bench: 1000; 0: ~470 B)")
     ap.add_argument("--rounds", type=int, default=3)
