@@ -242,6 +242,49 @@ def test_local_tier_answers_repeats_without_redis_and_keeps_partitions_apart(mak
     assert cache_stats(s)["semcache.hits.local"] == after["semcache.hits.local"] + 1
 
 
+def test_local_tier_answers_a_repeated_paraphrase_without_embedder_or_redis(make_stack, client):
+    """A semantic hit is also kept in the local tier under the paraphrase's own key
+    (`local_cache.semantic_hits`, on by default): its repeat is answered with the embedder
+    killed and Redis emptied, and still says it is a semantic match at the same distance.
+    Another partition's same paraphrase, and an unseen paraphrase, are not answered from it."""
+    s = make_stack()
+    t1, t2 = {"x_semcache_tenant": "para-1"}, {"x_semcache_tenant": "para-2"}
+    stored = post(client, s, chat(CAPITAL), **t1)
+    assert status(stored) == "miss"
+    # The other partition's own entry, so that its paraphrase would be a hit there too.
+    assert status(post(client, s, chat(CAPITAL), **t2)) == "miss"
+    para_q = chat("what's the capital city of France")
+    para = post(client, s, para_q, **t1)
+    assert status(para) == "hit" and para.headers["x-semcache-match"] == "semantic"
+    distance = para.headers["x-semcache-distance"]
+
+    before = cache_stats(s)
+    calls = upstream_calls(client, s)
+    s.kill("embedder")
+    s.flush()
+    for _ in range(3):  # both workers may answer; each reads the same shared table
+        r = post(client, s, para_q, **t1)
+        assert status(r) == "hit", r.headers
+        assert r.headers["x-semcache-match"] == "semantic"
+        assert r.headers["x-semcache-distance"] == distance
+        assert answer(r) == answer(para) == answer(stored)
+    after = cache_stats(s)
+    assert after["semcache.hits.local"] == before.get("semcache.hits.local", 0) + 3
+    assert after["semcache.hits.semantic"] == before["semcache.hits.semantic"] + 3
+    assert after.get("semcache.errors.embeddings", 0) == before.get("semcache.errors.embeddings", 0)
+    assert upstream_calls(client, s) == calls
+
+    # Not kept for the other partition, nor for a paraphrase never searched, nor served on a
+    # route whose threshold (/strict: 0.05, envoy.yaml) the search would not have met: those
+    # need the embedder, which is down, so they go upstream uncached.
+    assert float(distance) > 0.05
+    for q, t, path in ((para_q, t2, CHAT), (chat("which city is the capital of France"), t1, CHAT),
+                       (para_q, t1, "/strict" + CHAT)):
+        r = post(client, s, q, path, **t)
+        assert r.status_code == 200 and status(r) == "error", r.headers
+        assert answer(r).startswith("Mock answer")
+
+
 @pytest.mark.parametrize("victim", ["embedder", "bridge", "redis"])
 def test_dead_dependency_fails_open_and_recovers(make_stack, client, victim):
     s = make_stack()
@@ -336,8 +379,9 @@ def _vcard_calls(s) -> int:
 def test_adaptive_search_breadth_asks_the_set_size_with_each_search(make_stack, client):
     """With `adaptive_search_ef` (the default) every vector-set lookup also sends `VCARD`,
     through the real bridge's allow-list, and the lookups succeed; switched off on a route, none
-    does. The RediSearch back end (test_backends.py runs this too) never sends it."""
-    s = make_stack(route_overlays=[("fixed", {"adaptive_search_ef": False})])
+    does. The RediSearch back end (test_backends.py runs this too) never sends it. The local
+    tier is off (config()): the repeated paraphrase must be searched again, not answered locally."""
+    s = make_stack(filter_config=config(), route_overlays=[("fixed", {"adaptive_search_ef": False})])
     per_lookup = 0 if s.backend_redis == "redisearch" else 1
     t = {"x_semcache_tenant": "t-breadth"}
     assert status(post(client, s, chat(CAPITAL), **t)) == "miss"

@@ -124,6 +124,7 @@ struct RawLocalCache {
     entries: Option<u32>,
     ttl_seconds: Option<u64>,
     max_entry_bytes: Option<usize>,
+    semantic_hits: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,6 +225,9 @@ pub struct LocalCacheConfig {
     pub ttl_seconds: u64,
     /// Larger entries are not kept locally.
     pub max_entry_bytes: usize,
+    /// Also keep a semantic hit's answer under the query's own key, so that a repeat of the
+    /// same paraphrase skips the embedding and the search (served as the semantic hit it is).
+    pub semantic_hits: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -549,6 +553,7 @@ impl Config {
             entries: l.entries.unwrap_or(DEFAULT_LOCAL_ENTRIES),
             ttl_seconds: l.ttl_seconds.unwrap_or(10),
             max_entry_bytes: l.max_entry_bytes.unwrap_or(16 << 10),
+            semantic_hits: l.semantic_hits.unwrap_or(true),
         };
         if local_cache.entries > 1 << 20 {
             return Err(field_err(
@@ -665,6 +670,7 @@ mod tests {
         assert_eq!(c.local_cache.entries, DEFAULT_LOCAL_ENTRIES);
         assert!(c.adaptive_search_ef && c.search_nothread && !c.fold_exact_lookup);
         assert_eq!(c.local_cache.ttl_seconds, 10);
+        assert!(c.local_cache.semantic_hits);
     }
 
     #[test]
@@ -702,6 +708,13 @@ mod tests {
         );
         assert!(
             e.contains("`local_cache.ttl_seconds`") && e.contains("between 1 and 86400"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"local_cache":{"semantic_hits":"yes"},"embeddings":{"cluster":"e"},"bridge":{"cluster":"b"}}"#,
+        );
+        assert!(
+            e.contains("`local_cache.semantic_hits`") && e.contains("boolean"),
             "{e}"
         );
         let e = err(

@@ -614,6 +614,16 @@ impl Machine {
                                 Histogram::HitDistance,
                                 (c.distance * 1e4).round() as u64,
                             ));
+                            // A repeat of this very query then skips the embedding and the
+                            // search; the local tier is only read where exact_match is on.
+                            if cfg.local_cache.semantic_hits && cfg.exact_match {
+                                let encoded = Encoded::new(&entry);
+                                let copy =
+                                    self.local_copy(&ctx.id, now_ms, &encoded, Some(c.distance));
+                                if let Some((key, value)) = copy {
+                                    effects.push(Effect::LocalPut(key, value));
+                                }
+                            }
                             return self.serve(&ctx, &entry, Some(c.distance), now_ms, effects);
                         }
                         Some(v) => {
@@ -758,7 +768,7 @@ impl Machine {
     /// embedding first and looking up first.
     fn exact_hit(&mut self, ctx: &Ctx, entry: &Entry, now_ms: u64, effects: &mut Vec<Effect>) {
         self.settings.exact_hits.observe(true);
-        if let Some((key, value)) = self.local_copy(&ctx.id, now_ms, &Encoded::new(entry)) {
+        if let Some((key, value)) = self.local_copy(&ctx.id, now_ms, &Encoded::new(entry), None) {
             effects.push(Effect::LocalPut(key, value));
         }
         self.serve(ctx, entry, None, now_ms, effects);
@@ -876,14 +886,21 @@ impl Machine {
         )
     }
 
-    /// The local tier's key and value for an entry Redis holds (as of `now_ms`); `None` when the
-    /// tier is off or the entry is over `local_cache.max_entry_bytes`.
-    fn local_copy(&self, id: &str, now_ms: u64, entry: &Encoded<'_>) -> Option<LocalCopy> {
+    /// The local tier's key and value for the answer Redis gave request `id` (as of `now_ms`;
+    /// `distance` when it was a semantic hit); `None` when the tier is off or the entry is over
+    /// `local_cache.max_entry_bytes`.
+    fn local_copy(
+        &self,
+        id: &str,
+        now_ms: u64,
+        entry: &Encoded<'_>,
+        distance: Option<f64>,
+    ) -> Option<LocalCopy> {
         let local = &self.settings.config.local_cache;
         if local.entries == 0 {
             return None;
         }
-        let value = local::encode(id, now_ms, entry.json());
+        let value = local::encode(id, now_ms, distance, entry.json());
         (value.len() <= local.max_entry_bytes).then(|| (self.local_key(id), value))
     }
 
@@ -897,16 +914,40 @@ impl Machine {
             return;
         };
         let max_age = self.settings.config.local_cache.ttl_seconds * 1000;
-        let entry = value
+        let copy = value
             .and_then(|v| local::decode(v, &ctx.id))
-            .filter(|(fetched, e)| now_ms < fetched.saturating_add(max_age) && e.is_live(now_ms));
-        match entry {
-            Some((_, entry)) => {
+            .filter(|c| now_ms < c.fetched_ms.saturating_add(max_age) && c.entry.is_live(now_ms))
+            .filter(|c| {
+                c.distance
+                    .is_none_or(|d| self.would_match(&ctx, d, &c.entry))
+            });
+        match copy {
+            Some(copy) => {
                 effects.push(Effect::Count(Counter::HitLocal, 1));
-                self.serve(&ctx, &entry, None, now_ms, effects);
+                if let Some(d) = copy.distance {
+                    effects.push(Effect::Record(
+                        Histogram::HitDistance,
+                        (d * 1e4).round() as u64,
+                    ));
+                }
+                self.serve(&ctx, &copy.entry, copy.distance, now_ms, effects);
             }
             None => self.dispatch_exact(ctx, now_ms, effects),
         }
+    }
+
+    /// Whether this request's configuration would serve `entry` as a semantic hit at `distance`.
+    /// A semantic copy in the local tier may have been kept under another route's overlay (a
+    /// looser threshold, guards off) or an older config; it is served only where the search
+    /// would have served it, else the request goes on to Redis.
+    fn would_match(&self, ctx: &Ctx, distance: f64, entry: &Entry) -> bool {
+        let cfg = &self.settings.config;
+        cfg.local_cache.semantic_hits
+            && cfg.semantic_match
+            && distance <= cfg.score_threshold
+            && guards::Query::new(&ctx.guard_text)
+                .check(&cfg.guards, &entry.prompt)
+                .is_none()
     }
 
     /// Appends the back end's expiry scan to a lookup (when `scan`), noting the reply counts.
@@ -1209,7 +1250,7 @@ impl Machine {
             .storage
             .store(&ctx.id, vector, &entry, ttl, &ctx.expired);
         effects.push(Effect::Dispatch(self.bridge_callout(pipeline)));
-        let copy = self.local_copy(&ctx.id, now_ms, &entry);
+        let copy = self.local_copy(&ctx.id, now_ms, &entry, None);
         self.state = State::Storing(Rc::clone(&ctx.storage), copy);
     }
 

@@ -698,6 +698,7 @@ fn local_tier_never_serves_another_id_or_an_expired_entry() {
     let other = local::encode(
         "0123456789abcdef0123456789abcdef",
         1_000_000,
+        None,
         &Entry::from_json(entry_json("Another question", "Other.").as_bytes())
             .unwrap()
             .to_json(),
@@ -745,6 +746,110 @@ fn local_tier_is_on_by_default_off_at_zero_and_skips_oversized_entries() {
         local_put(&fx).is_none(),
         "over max_entry_bytes: not kept locally"
     );
+}
+
+/// A semantic hit through Redis with the local tier on (`cfg`): the effects of the search's
+/// answer and the slot's key.
+fn local_semantic_hit(cfg: &str) -> (Vec<Effect>, String) {
+    let mut m = machine_with(cfg);
+    let (_, fx) = start(&mut m, &[], BODY);
+    let key = local_get(&fx)
+        .expect("the local tier is asked first")
+        .clone();
+    m.on_local(None, 1_000_050, &mut Vec::new());
+    let fx = semantic(&mut m, "Tell me the capital of France.", "0.96");
+    assert_eq!(
+        hdr(
+            local_reply(&fx).expect("a semantic hit").0,
+            "x-semcache-match"
+        ),
+        Some("semantic")
+    );
+    (fx, key)
+}
+
+#[test]
+fn a_repeated_paraphrase_is_answered_by_the_local_tier_as_the_semantic_hit_it_was() {
+    let (fx, key) = local_semantic_hit(LOCAL_CFG);
+    let (put_key, value) = local_put(&fx).expect("the semantic hit is kept under the query's key");
+    assert_eq!(put_key, &key);
+
+    // The same query again: no embedding, no search, the same answer, still called semantic.
+    let mut m = machine_with(LOCAL_CFG);
+    let (_, fx) = start(&mut m, &[], BODY);
+    assert_eq!(local_get(&fx), Some(&key));
+    let mut fx = Vec::new();
+    m.on_local(Some(value), 1_000_200, &mut fx);
+    assert!(dispatched(&fx).is_empty(), "{fx:?}");
+    let (h, body) = local_reply(&fx).expect("served locally");
+    assert_eq!(hdr(h, "x-semcache-match"), Some("semantic"));
+    assert_eq!(hdr(h, "x-semcache-distance"), Some("0.0800"));
+    assert!(String::from_utf8_lossy(body).contains("Paris."));
+    assert!(has(&fx, &Effect::Count(Counter::HitLocal, 1)));
+    assert!(has(&fx, &Effect::Count(Counter::HitSemantic, 1)));
+    assert!(!has(&fx, &Effect::Count(Counter::HitExact, 1)));
+    assert!(has(&fx, &Effect::Record(Histogram::HitDistance, 800)));
+
+    // Past local_cache.ttl_seconds the search is asked again.
+    let mut m = machine_with(LOCAL_CFG);
+    start(&mut m, &[], BODY);
+    let mut fx = Vec::new();
+    m.on_local(Some(value), 1_000_100 + 10_000, &mut fx);
+    assert!(local_reply(&fx).is_none());
+    to(&fx, Target::Bridge);
+}
+
+#[test]
+fn semantic_hits_off_keeps_none_and_serves_none_kept_before() {
+    let off = r#"{"embeddings":{"cluster":"emb","model":"minilm"},"bridge":{"cluster":"br","token":"tok"},
+        "local_cache":{"entries":64,"ttl_seconds":10,"semantic_hits":false}}"#;
+    let (fx, _) = local_semantic_hit(off);
+    assert!(local_put(&fx).is_none(), "{fx:?}");
+
+    // A copy kept while it was on (another route, an older config) is not served once off.
+    let (fx, _) = local_semantic_hit(LOCAL_CFG);
+    let (_, value) = local_put(&fx).expect("kept while on");
+    let mut m = machine_with(off);
+    start(&mut m, &[], BODY);
+    let mut fx = Vec::new();
+    m.on_local(Some(value), 1_000_200, &mut fx);
+    assert!(local_reply(&fx).is_none());
+    to(&fx, Target::Bridge);
+}
+
+#[test]
+fn a_semantic_copy_is_served_only_where_the_search_would_serve_it() {
+    let (fx, _) = local_semantic_hit(LOCAL_CFG);
+    let (_, value) = local_put(&fx).expect("kept");
+    let served = |cfg: &str, value: &[u8]| {
+        let mut m = machine_with(cfg);
+        start(&mut m, &[], BODY);
+        let mut fx = Vec::new();
+        m.on_local(Some(value), 1_000_200, &mut fx);
+        local_reply(&fx).is_some()
+    };
+    let with = |extra: &str| {
+        format!(
+            r#"{{"embeddings":{{"cluster":"emb","model":"minilm"}},"bridge":{{"cluster":"br","token":"tok"}},
+            "local_cache":{{"entries":64,"ttl_seconds":10}},{extra}}}"#
+        )
+    };
+    assert!(served(LOCAL_CFG, value), "the control: served as kept");
+    // Kept at distance 0.08 under the default threshold; a stricter route searches again.
+    assert!(!served(&with(r#""score_threshold":0.05"#), value));
+    assert!(served(&with(r#""score_threshold":0.09"#), value));
+    // An exact-only route never serves a semantic hit.
+    assert!(!served(&with(r#""semantic_match":false"#), value));
+
+    // Kept under a route with the guards off: the negation guard vetoes it here.
+    let id = std::str::from_utf8(value).unwrap().lines().next().unwrap();
+    let negated =
+        Entry::from_json(entry_json("What is not the capital of France?", "Lyon.").as_bytes())
+            .unwrap()
+            .to_json();
+    let vetoed = local::encode(id, 1_000_050, Some(0.01), &negated);
+    assert!(!served(LOCAL_CFG, &vetoed));
+    assert!(served(&with(r#""guards":{"negation":false}"#), &vetoed));
 }
 
 /// A miss: the upstream answer, embedded and stored, is kept locally once Redis confirmed the
