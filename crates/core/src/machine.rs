@@ -610,10 +610,6 @@ impl Machine {
                     }
                     match query.check(&cfg.guards, &entry.prompt) {
                         None => {
-                            effects.push(Effect::Record(
-                                Histogram::HitDistance,
-                                (c.distance * 1e4).round() as u64,
-                            ));
                             // A repeat of this very query then skips the embedding and the
                             // search; the local tier is only read where exact_match is on.
                             if cfg.local_cache.semantic_hits && cfg.exact_match {
@@ -924,12 +920,6 @@ impl Machine {
         match copy {
             Some(copy) => {
                 effects.push(Effect::Count(Counter::HitLocal, 1));
-                if let Some(d) = copy.distance {
-                    effects.push(Effect::Record(
-                        Histogram::HitDistance,
-                        (d * 1e4).round() as u64,
-                    ));
-                }
                 self.serve(&ctx, &copy.entry, copy.distance, now_ms, effects);
             }
             None => self.dispatch_exact(ctx, now_ms, effects),
@@ -1078,14 +1068,16 @@ impl Machine {
         if ctx.stream {
             headers.push(("cache-control".to_string(), "no-cache".to_string()));
         }
-        effects.push(Effect::Count(
-            if distance.is_some() {
-                Counter::HitSemantic
-            } else {
-                Counter::HitExact
-            },
-            1,
-        ));
+        match distance {
+            Some(d) => {
+                effects.push(Effect::Count(Counter::HitSemantic, 1));
+                effects.push(Effect::Record(
+                    Histogram::HitDistance,
+                    (d * 1e4).round() as u64,
+                ));
+            }
+            None => effects.push(Effect::Count(Counter::HitExact, 1)),
+        }
         let tokens = entry.completion_tokens();
         if tokens > 0 {
             effects.push(Effect::Count(Counter::TokensSaved, tokens));
