@@ -11,7 +11,7 @@ use crate::completion::{self, Completion, Gate};
 use crate::config::{AuthHeader, Backend, VaryBy};
 use crate::embeddings;
 use crate::entry::{Encoded, Entry, Render};
-use crate::guards::{self, Veto};
+use crate::guards::Veto;
 use crate::local;
 use crate::metrics::{Counter, Histogram};
 use crate::partition::{self, PartitionInput};
@@ -21,6 +21,7 @@ use crate::resp::{decode_replies, Pipeline};
 use crate::settings::Settings;
 use crate::sse::Assembler;
 use crate::store::{redisearch::Redisearch, vset::VectorSets, Storage, StoreError, CLEANUP_BATCH};
+use rule::SemanticRule;
 
 /// What the host should do with the current callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -589,9 +590,9 @@ impl Machine {
                     );
                 };
                 let cfg = &self.settings.config;
-                let query = guards::Query::new(&ctx.guard_text);
+                let rule = SemanticRule::new(cfg, &ctx.guard_text);
                 for c in &candidates {
-                    if c.distance > cfg.score_threshold {
+                    if !rule.near_enough(c.distance) {
                         if ctx.near.is_none() {
                             ctx.near = Some((c.distance, None));
                         }
@@ -608,7 +609,7 @@ impl Machine {
                         }
                         continue;
                     }
-                    match query.check(&cfg.guards, &entry.prompt) {
+                    match rule.veto(&entry) {
                         None => {
                             // A repeat of this very query then skips the embedding and the
                             // search; the local tier is only read where exact_match is on.
@@ -933,11 +934,7 @@ impl Machine {
     fn would_match(&self, ctx: &Ctx, distance: f64, entry: &Entry) -> bool {
         let cfg = &self.settings.config;
         cfg.local_cache.semantic_hits
-            && cfg.semantic_match
-            && distance <= cfg.score_threshold
-            && guards::Query::new(&ctx.guard_text)
-                .check(&cfg.guards, &entry.prompt)
-                .is_none()
+            && SemanticRule::new(cfg, &ctx.guard_text).admits(distance, entry)
     }
 
     /// Appends the back end's expiry scan to a lookup (when `scan`), noting the reply counts.
@@ -1292,5 +1289,6 @@ fn count_frames(body: &[u8]) -> usize {
     n
 }
 
+mod rule;
 #[cfg(test)]
 mod tests;
