@@ -14,6 +14,11 @@ connection counters, so the cause of a cost can be shown rather than guessed:
             router: the upstream request starts only once the filter let the body through
   hold_only hold_request_headers without allow_on_headers_stop_iteration (Envoy then does not
             deliver the body to a filter that paused the headers)
+  empty     the semcache filter replaced by one that does nothing (scripts/bench/empty_filter,
+            built first with `cargo build --manifest-path scripts/bench/empty_filter/Cargo.toml
+            --target wasm32-wasip1 --release --target-dir target/bench/empty-filter`): what any
+            Rust proxy-wasm filter costs per stream here, against which the pass-through's cost
+            is the filter's own
   bridge_h2 as shipped, and the semcache_bridge callout cluster over HTTP/2 (the bridge serves
             h2c with prior knowledge): one multiplexed connection per worker instead of one
             HTTP/1.1 connection per concurrent callout
@@ -114,6 +119,8 @@ class VariantStack(Stack):
                     }
         return cfg
 
+
+EMPTY_FILTER = ROOT / "target/bench/empty-filter/wasm32-wasip1/release/semcache_empty_filter.wasm"
 
 UPSTREAM_STATS = ("upstream_cx_total", "upstream_rq_total", "upstream_cx_destroy_local_with_active_rq",
                   "upstream_rq_tx_reset")
@@ -673,6 +680,10 @@ def main() -> int:
             # The filter built with wasm SIMD: RUSTFLAGS="-C target-feature=+simd128" cargo build
             # --target wasm32-wasip1 --profile wasm -p semcache --target-dir target/simd
             extra["wasm"] = ROOT / "target/simd/wasm32-wasip1/wasm/semcache.wasm"
+        elif variant == "empty":
+            # A filter that does nothing (scripts/bench/empty_filter): the floor any Rust
+            # proxy-wasm filter pays per stream in this Envoy. Its rows are all pass-throughs.
+            extra["wasm"] = EMPTY_FILTER
         elif variant == "alt":
             # Another build of the filter, for an A/B against the working tree's, e.g. an older
             # commit's: cargo build --target wasm32-wasip1 --profile wasm -p semcache
