@@ -128,6 +128,19 @@ def ensure_wrk() -> str:
     return ensure_debian_tool("wrk", "wrk")
 
 
+EMPTY_FILTER_DIR = ROOT / "scripts" / "bench" / "empty_filter"
+EMPTY_FILTER = ROOT / "target/bench/empty-filter/wasm32-wasip1/release/semcache_empty_filter.wasm"
+
+
+def ensure_empty_filter() -> Path:
+    """Builds the filter that does nothing (row 2c's floor); cargo skips it when up to date."""
+    cargo = os.environ.get("CARGO", "cargo")
+    subprocess.run([cargo, "build", "--quiet", "--manifest-path", str(EMPTY_FILTER_DIR / "Cargo.toml"),
+                    "--target", "wasm32-wasip1", "--release",
+                    "--target-dir", str(ROOT / "target/bench/empty-filter")], check=True)
+    return EMPTY_FILTER
+
+
 def git_rev() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
@@ -845,14 +858,21 @@ def run(args) -> dict:
 
     env = {"RUST_LOG": "warn",
            "mock": {"SEMCACHE_MOCK_LLM_CHUNK_DELAY_MS": "0", "SEMCACHE_MOCK_LLM_LOG": "warn"}}
+    empty_filter = ensure_empty_filter()
     log("starting the stack")
     # /redis: the same plugin config with the local tier (Envoy shared data) switched off.
     redis_only = {"local_cache": {"entries": 0}}
     with Stack(mock_latency_ms=0, route_overlays=[("nofilter", None), ("pt", {}), ("redis", redis_only),
                                                   ("sem", FRESH_SEMANTIC)],
                env=env,
-               concurrency=2) as s:
+               concurrency=2) as s, \
+            Stack(mock_latency_ms=0, wasm=empty_filter, embeddings="mock", env=env,
+                  concurrency=2) as floor:
+        # `floor`: a second Envoy, same configuration, whose filter does nothing (row 2c). It
+        # idles while the other rows run.
         pids = {name: p.pid for name, p in s.procs.items()}
+        stack_of = {"floor": floor}
+        pids_of = {"floor": {name: p.pid for name, p in floor.procs.items()}}
         report["conditions"]["plugin_config"] = default_plugin_config()
 
         # --- bodies
@@ -915,6 +935,10 @@ def run(args) -> dict:
             "baseline": ("/nofilter/v1/chat/completions", "fixed", "rotate", {}),
             "passthrough": ("/v1/chat/completions", "fixed", "rotate",
                             {"cache-control": "no-store", TENANT: "pt"}),
+            # The same request through the second Envoy, whose filter does nothing: the floor
+            # any proxy-wasm filter pays here.
+            "floor": (floor.envoy_url + "/v1/chat/completions", "fixed", "rotate",
+                      {"cache-control": "no-store", TENANT: "pt"}),
             # The filter's cheapest exit: active on the route, but the path is no completion.
             "baseline_path": ("/nofilter/v1/embeddings", "embed_stub", "rotate", {}),
             "passthrough_path": ("/pt/v1/embeddings", "embed_stub", "rotate", {}),
@@ -932,15 +956,16 @@ def run(args) -> dict:
         for rnd in range(rounds):
             for name, (path, bodies, mode, headers) in rows.items():
                 url = path if path.startswith("http") else s.envoy_url + path
+                rs = stack_of.get(name, s)
                 for c, d in ((conc, dur), (1, dur1)):
                     w = warm if rnd == 0 else 1.0
                     log(f"round {rnd + 1}/{rounds} {name} c={c}: warm-up {w:.0f}s, measure {d:.0f}s")
                     wrk.run(url, bodies, concurrency=c, duration=w, mode=mode, headers=headers)
-                    before, up0 = s.stats(), upstream_requests(s)
+                    before, up0 = rs.stats(), upstream_requests(rs)
                     r = wrk.run(url, bodies, concurrency=c, duration=d, mode=mode,
-                                headers=headers, pids=pids)
-                    r["filter_counters"] = stats_delta(before, s.stats())
-                    up1 = upstream_requests(s)
+                                headers=headers, pids=pids_of.get(name, pids))
+                    r["filter_counters"] = stats_delta(before, rs.stats())
+                    up1 = upstream_requests(rs)
                     r["upstream"] = {k: up1[k] - up0.get(k, 0) for k in up1}
                     r["loadavg"] = round(os.getloadavg()[0], 2)
                     runs.setdefault((name, c), []).append(r)
@@ -1075,6 +1100,7 @@ def targets(flat: dict, conc: int) -> list[dict]:
 ROW_TITLES = {
     "baseline": "1. baseline: Envoy → mock LLM, no filter",
     "passthrough": "2. filter on, request not cached (pass-through)",
+    "floor": "2c. the floor: row 2 through a second Envoy whose proxy-wasm filter does nothing",
     "exact_hit": "3. exact hit (as shipped: the local tier answers repeats)",
     "exact_hit_redis": "3b. exact hit through Redis (`local_cache.entries: 0`)",
     "semantic_hit": "4. semantic hit (paraphrases, local embedder)",
@@ -1112,6 +1138,11 @@ def markdown(report: dict) -> str:
         ts = by_row.get(name, [])
         target = "<br>".join(f"{t['target']}: limit {fmt(t['limit'], 3) if isinstance(t['limit'], float) else t['limit']}"
                              for t in ts) or "(reference)"
+        if name == "floor":
+            over = [(flat[f"{n}_{pre}p50_ms"] - flat[f"baseline_{pre}p50_ms"]) for n in ("floor", "passthrough")
+                    for pre in ("", "c1_")]
+            target = (f"(reference: p50 over the baseline {over[0]:+.3f} ms at c={conc}, {over[1]:+.3f} "
+                      f"at c=1; row 2: {over[2]:+.3f} and {over[3]:+.3f})")
         met = "<br>".join("yes" if t["met"] else "**no**" for t in ts) or "—"
         L.append(f"| {ROW_TITLES[name]} | {fmt(r[c]['p50_ms'])} | {fmt(r[c]['p99_ms'])} | "
                  f"{r[c]['rps']:.0f} | {fmt(r['c1']['p50_ms'])} | {fmt(r['c1']['p99_ms'])} | "

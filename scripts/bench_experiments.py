@@ -19,6 +19,8 @@ connection counters, so the cause of a cost can be shown rather than guessed:
             --target wasm32-wasip1 --release --target-dir target/bench/empty-filter`): what any
             Rust proxy-wasm filter costs per stream here, against which the pass-through's cost
             is the filter's own
+  empty_read  the same filter reading one request header (`:path`), built with `--features
+            read-path --target-dir target/bench/empty-filter-read`
   bridge_h2 as shipped, and the semcache_bridge callout cluster over HTTP/2 (the bridge serves
             h2c with prior knowledge): one multiplexed connection per worker instead of one
             HTTP/1.1 connection per concurrent callout
@@ -121,6 +123,7 @@ class VariantStack(Stack):
 
 
 EMPTY_FILTER = ROOT / "target/bench/empty-filter/wasm32-wasip1/release/semcache_empty_filter.wasm"
+EMPTY_FILTER_READ = ROOT / "target/bench/empty-filter-read/wasm32-wasip1/release/semcache_empty_filter.wasm"
 
 UPSTREAM_STATS = ("upstream_cx_total", "upstream_rq_total", "upstream_cx_destroy_local_with_active_rq",
                   "upstream_rq_tx_reset")
@@ -684,6 +687,10 @@ def main() -> int:
             # A filter that does nothing (scripts/bench/empty_filter): the floor any Rust
             # proxy-wasm filter pays per stream in this Envoy. Its rows are all pass-throughs.
             extra["wasm"] = EMPTY_FILTER
+        elif variant == "empty_read":
+            # The same, reading one request header (`--features read-path`, built into
+            # target/bench/empty-filter-read): the cost of one host read that returns data.
+            extra["wasm"] = EMPTY_FILTER_READ
         elif variant == "alt":
             # Another build of the filter, for an A/B against the working tree's, e.g. an older
             # commit's: cargo build --target wasm32-wasip1 --profile wasm -p semcache

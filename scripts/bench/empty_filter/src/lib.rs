@@ -1,6 +1,8 @@
 //! A proxy-wasm HTTP filter that does nothing: the host's per-stream cost alone.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
+#[cfg(feature = "read-path")]
+use proxy_wasm::types::Action;
 use proxy_wasm::types::{ContextType, LogLevel};
 
 proxy_wasm::main! {{
@@ -26,4 +28,10 @@ struct Stream;
 
 impl Context for Stream {}
 
-impl HttpContext for Stream {}
+impl HttpContext for Stream {
+    #[cfg(feature = "read-path")]
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        std::hint::black_box(self.get_http_request_header(":path"));
+        Action::Continue
+    }
+}
