@@ -129,16 +129,17 @@ def ensure_wrk() -> str:
 
 
 EMPTY_FILTER_DIR = ROOT / "scripts" / "bench" / "empty_filter"
-EMPTY_FILTER = ROOT / "target/bench/empty-filter/wasm32-wasip1/release/semcache_empty_filter.wasm"
 
 
-def ensure_empty_filter() -> Path:
-    """Builds the filter that does nothing (row 2c's floor); cargo skips it when up to date."""
+def ensure_empty_filter(read_path: bool = False) -> Path:
+    """Builds the filter that does nothing (row 2c), or that reads one request header and
+    nothing else (`read_path`, row 2d); cargo skips it when up to date."""
+    target_dir = ROOT / "target/bench" / ("empty-filter-read" if read_path else "empty-filter")
     cargo = os.environ.get("CARGO", "cargo")
     subprocess.run([cargo, "build", "--quiet", "--manifest-path", str(EMPTY_FILTER_DIR / "Cargo.toml"),
-                    "--target", "wasm32-wasip1", "--release",
-                    "--target-dir", str(ROOT / "target/bench/empty-filter")], check=True)
-    return EMPTY_FILTER
+                    "--target", "wasm32-wasip1", "--release", "--target-dir", str(target_dir)]
+                   + (["--features", "read-path"] if read_path else []), check=True)
+    return target_dir / "wasm32-wasip1" / "release" / "semcache_empty_filter.wasm"
 
 
 def git_rev() -> str:
@@ -858,7 +859,7 @@ def run(args) -> dict:
 
     env = {"RUST_LOG": "warn",
            "mock": {"SEMCACHE_MOCK_LLM_CHUNK_DELAY_MS": "0", "SEMCACHE_MOCK_LLM_LOG": "warn"}}
-    empty_filter = ensure_empty_filter()
+    empty_filter, read_filter = ensure_empty_filter(), ensure_empty_filter(read_path=True)
     log("starting the stack")
     # /redis: the same plugin config with the local tier (Envoy shared data) switched off.
     redis_only = {"local_cache": {"entries": 0}}
@@ -867,12 +868,14 @@ def run(args) -> dict:
                env=env,
                concurrency=2) as s, \
             Stack(mock_latency_ms=0, wasm=empty_filter, embeddings="mock", env=env,
-                  concurrency=2) as floor:
-        # `floor`: a second Envoy, same configuration, whose filter does nothing (row 2c). It
-        # idles while the other rows run.
+                  concurrency=2) as floor, \
+            Stack(mock_latency_ms=0, wasm=read_filter, embeddings="mock", env=env,
+                  concurrency=2) as floor_read:
+        # Rows 2c and 2d: more Envoys, same configuration, whose filter does nothing or reads
+        # one header. They idle while the other rows run.
         pids = {name: p.pid for name, p in s.procs.items()}
-        stack_of = {"floor": floor}
-        pids_of = {"floor": {name: p.pid for name, p in floor.procs.items()}}
+        stack_of = {"floor": floor, "floor_read": floor_read}
+        pids_of = {n: {name: p.pid for name, p in st.procs.items()} for n, st in stack_of.items()}
         report["conditions"]["plugin_config"] = default_plugin_config()
 
         # --- bodies
@@ -939,6 +942,8 @@ def run(args) -> dict:
             # any proxy-wasm filter pays here.
             "floor": (floor.envoy_url + "/v1/chat/completions", "fixed", "rotate",
                       {"cache-control": "no-store", TENANT: "pt"}),
+            "floor_read": (floor_read.envoy_url + "/v1/chat/completions", "fixed", "rotate",
+                           {"cache-control": "no-store", TENANT: "pt"}),
             # The filter's cheapest exit: active on the route, but the path is no completion.
             "baseline_path": ("/nofilter/v1/embeddings", "embed_stub", "rotate", {}),
             "passthrough_path": ("/pt/v1/embeddings", "embed_stub", "rotate", {}),
@@ -1101,6 +1106,7 @@ ROW_TITLES = {
     "baseline": "1. baseline: Envoy → mock LLM, no filter",
     "passthrough": "2. filter on, request not cached (pass-through)",
     "floor": "2c. the floor: row 2 through a second Envoy whose proxy-wasm filter does nothing",
+    "floor_read": "2d. the floor of a filter that looks at the request: the same, reading one header",
     "exact_hit": "3. exact hit (as shipped: the local tier answers repeats)",
     "exact_hit_redis": "3b. exact hit through Redis (`local_cache.entries: 0`)",
     "semantic_hit": "4. semantic hit (paraphrases, local embedder)",
@@ -1138,8 +1144,8 @@ def markdown(report: dict) -> str:
         ts = by_row.get(name, [])
         target = "<br>".join(f"{t['target']}: limit {fmt(t['limit'], 3) if isinstance(t['limit'], float) else t['limit']}"
                              for t in ts) or "(reference)"
-        if name == "floor":
-            over = [(flat[f"{n}_{pre}p50_ms"] - flat[f"baseline_{pre}p50_ms"]) for n in ("floor", "passthrough")
+        if name in ("floor", "floor_read"):
+            over = [(flat[f"{n}_{pre}p50_ms"] - flat[f"baseline_{pre}p50_ms"]) for n in (name, "passthrough")
                     for pre in ("", "c1_")]
             target = (f"(reference: p50 over the baseline {over[0]:+.3f} ms at c={conc}, {over[1]:+.3f} "
                       f"at c=1; row 2: {over[2]:+.3f} and {over[3]:+.3f})")

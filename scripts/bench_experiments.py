@@ -15,12 +15,9 @@ connection counters, so the cause of a cost can be shown rather than guessed:
   hold_only hold_request_headers without allow_on_headers_stop_iteration (Envoy then does not
             deliver the body to a filter that paused the headers)
   empty     the semcache filter replaced by one that does nothing (scripts/bench/empty_filter,
-            built first with `cargo build --manifest-path scripts/bench/empty_filter/Cargo.toml
-            --target wasm32-wasip1 --release --target-dir target/bench/empty-filter`): what any
-            Rust proxy-wasm filter costs per stream here, against which the pass-through's cost
-            is the filter's own
-  empty_read  the same filter reading one request header (`:path`), built with `--features
-            read-path --target-dir target/bench/empty-filter-read`
+            built by bench.ensure_empty_filter): what any Rust proxy-wasm filter costs per
+            stream here
+  empty_read  the same filter reading one request header (`:path`) and nothing else
   bridge_h2 as shipped, and the semcache_bridge callout cluster over HTTP/2 (the bridge serves
             h2c with prior knowledge): one multiplexed connection per worker instead of one
             HTTP/1.1 connection per concurrent callout
@@ -36,6 +33,10 @@ partition of 2000 filler entries plus the eval paraphrase seeds, and route overl
 one thing off at a time (exact tier, guards, top_k 1, speculative embedding, VSIM
 NOTHREAD), plus a partition holding only the seeds,
 against the embedder alone; interleaved rounds, medians.
+
+With --floors: the pass-through against two floors, three Envoys side by side (semcache, a
+filter that does nothing, one that reads one request header), each filter row against its own
+Envoy's /nofilter row in the same round (--rounds, --duration).
 
 With --store-race: whether a miss is stored when the client closes its connection as soon as it
 has read the (content-length framed) answer, against a client that waits 200 ms before closing.
@@ -54,6 +55,7 @@ piece-by-piece breakdown), to iterate on the stored layout without the HTTP rows
 
 Usage: python scripts/bench_experiments.py [--variants default,nohold,...] [--duration 5] [--c1]
        python scripts/bench_experiments.py --semantic [--rounds 3] [--entries 2000]
+       python scripts/bench_experiments.py --floors [--rounds 6] [--duration 5]
        python scripts/bench_experiments.py --store-race
        python scripts/bench_experiments.py --embedder-gap
        python scripts/bench_experiments.py --memory [--entries 2000] [--answer-bytes 1000]
@@ -65,8 +67,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -122,8 +126,6 @@ class VariantStack(Stack):
         return cfg
 
 
-EMPTY_FILTER = ROOT / "target/bench/empty-filter/wasm32-wasip1/release/semcache_empty_filter.wasm"
-EMPTY_FILTER_READ = ROOT / "target/bench/empty-filter-read/wasm32-wasip1/release/semcache_empty_filter.wasm"
 
 UPSTREAM_STATS = ("upstream_cx_total", "upstream_rq_total", "upstream_cx_destroy_local_with_active_rq",
                   "upstream_rq_tx_reset")
@@ -168,6 +170,49 @@ def split_write_probe(base: str, body: str) -> str:
             return first or "connection closed"
         except socket.timeout:
             return "no response within 5 s"
+
+
+def floors(args, env: dict, wrk) -> dict:
+    """The pass-through against the floors (docs/bench.md, finding 2, "The floor"): three
+    Envoys side by side (semcache, a filter that does nothing, one that reads one header), each
+    filter row against its own Envoy's /nofilter row in the same round; rounds interleave."""
+    ov = [("nofilter", None), ("pt", {})]
+    no_store = {"cache-control": "no-store"}
+    kinds = {"semcache": None, "empty": bench.ensure_empty_filter(),
+             "empty_read": bench.ensure_empty_filter(read_path=True)}
+    runs: dict[str, list] = {}
+    with contextlib.ExitStack() as es:
+        stacks = {k: es.enter_context(Stack(mock_latency_ms=0, env=env, embeddings="mock",
+                                            route_overlays=ov, wasm=w)) for k, w in kinds.items()}
+        rows = []
+        for k, s in stacks.items():
+            rows.append((f"{k}_baseline", s, "/nofilter/v1/chat/completions", "fixed", {}))
+            rows.append((f"{k}_passthrough", s, "/v1/chat/completions", "fixed", no_store))
+        rows.append(("semcache_path_on", stacks["semcache"], "/pt/v1/embeddings", "embed", {}))
+        rows.append(("semcache_path_off", stacks["semcache"], "/nofilter/v1/embeddings", "embed", {}))
+        for _, s, path, bodies, h in rows:
+            wrk.run(s.envoy_url + path, bodies, concurrency=args.concurrency, duration=3, headers=h)
+        for rnd in range(args.rounds):
+            for name, s, path, bodies, h in rows:
+                wrk.run(s.envoy_url + path, bodies, concurrency=args.concurrency, duration=1, headers=h)
+                r = wrk.run(s.envoy_url + path, bodies, concurrency=args.concurrency,
+                            duration=args.duration, headers=h, pids={"envoy": s.procs["envoy"].pid})
+                runs.setdefault(name, []).append({"p50_ms": r["p50_ms"], "rps": r["rps"],
+                                                  "envoy_us": r["cpu_us_per_req"]["envoy"]})
+                print(f"round {rnd + 1} {name:22} p50 {r['p50_ms']:.3f} ms envoy "
+                      f"{r['cpu_us_per_req']['envoy']:.0f} us/req", flush=True)
+    out = {"runs": runs, "over_baseline": {}}
+    pairs = [(f"{k}_passthrough", f"{k}_baseline") for k in kinds]
+    pairs += [("semcache_path_on", "semcache_path_off"), ("empty_baseline", "semcache_baseline")]
+    for a, b in pairs:
+        dp = [x["p50_ms"] - y["p50_ms"] for x, y in zip(runs[a], runs[b])]
+        de = [x["envoy_us"] - y["envoy_us"] for x, y in zip(runs[a], runs[b])]
+        out["over_baseline"][f"{a} - {b}"] = {
+            "p50_ms_median": round(statistics.median(dp), 3), "p50_ms": [round(x, 3) for x in dp],
+            "within_0.1_ms": sum(x <= 0.1 for x in dp), "envoy_us_median": round(statistics.median(de), 1)}
+        print(f"{a} - {b}: p50 {statistics.median(dp):+.3f} ms (within +0.1 ms in "
+              f"{sum(x <= 0.1 for x in dp)} of {len(dp)}), Envoy {statistics.median(de):+.1f} us/req")
+    return out
 
 
 def embedder_gap(env: dict, rounds: int) -> dict:
@@ -588,6 +633,8 @@ def main() -> int:
                     help="--semantic: run each row at --concurrency for this many seconds "
                          "before its c=1 warm-up, as make bench does")
     ap.add_argument("--store-race", action="store_true", help="the store-after-close check instead")
+    ap.add_argument("--floors", action="store_true",
+                    help="the pass-through against an empty and a one-read filter, side by side")
     ap.add_argument("--embedder-gap", action="store_true", help="embedder latency after idle gaps")
     ap.add_argument("--memory", action="store_true", help="only the Redis memory row")
     ap.add_argument("--timeline", action="store_true",
@@ -633,6 +680,10 @@ def main() -> int:
     }
     results: dict = {"conditions": {"loadavg_start": __import__("os").getloadavg()[0],
                                     "git_rev": bench.git_rev(), "duration_s": args.duration}}
+    if args.floors:
+        results["floors"] = floors(args, env, wrk)
+        (out / "experiments-floors.json").write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     if args.embedder_gap:
         results["embedder_gap"] = embedder_gap(env, args.rounds)
         (out / "experiments-embedder-gap.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -686,11 +737,11 @@ def main() -> int:
         elif variant == "empty":
             # A filter that does nothing (scripts/bench/empty_filter): the floor any Rust
             # proxy-wasm filter pays per stream in this Envoy. Its rows are all pass-throughs.
-            extra["wasm"] = EMPTY_FILTER
+            extra["wasm"] = bench.ensure_empty_filter()
         elif variant == "empty_read":
             # The same, reading one request header (`--features read-path`, built into
             # target/bench/empty-filter-read): the cost of one host read that returns data.
-            extra["wasm"] = EMPTY_FILTER_READ
+            extra["wasm"] = bench.ensure_empty_filter(read_path=True)
         elif variant == "alt":
             # Another build of the filter, for an A/B against the working tree's, e.g. an older
             # commit's: cargo build --target wasm32-wasip1 --profile wasm -p semcache
