@@ -615,11 +615,13 @@ impl Machine {
                             // search; the local tier is only read where exact_match is on.
                             if cfg.local_cache.semantic_hits && cfg.exact_match {
                                 let encoded = Encoded::new(&entry);
-                                let copy =
-                                    self.local_copy(&ctx.id, now_ms, &encoded, Some(c.distance));
-                                if let Some((key, value)) = copy {
-                                    effects.push(Effect::LocalPut(key, value));
-                                }
+                                self.keep_locally(
+                                    &ctx.id,
+                                    now_ms,
+                                    &encoded,
+                                    Some(c.distance),
+                                    effects,
+                                );
                             }
                             return self.serve(&ctx, &entry, Some(c.distance), now_ms, effects);
                         }
@@ -765,9 +767,7 @@ impl Machine {
     /// embedding first and looking up first.
     fn exact_hit(&mut self, ctx: &Ctx, entry: &Entry, now_ms: u64, effects: &mut Vec<Effect>) {
         self.settings.exact_hits.observe(true);
-        if let Some((key, value)) = self.local_copy(&ctx.id, now_ms, &Encoded::new(entry), None) {
-            effects.push(Effect::LocalPut(key, value));
-        }
+        self.keep_locally(&ctx.id, now_ms, &Encoded::new(entry), None, effects);
         self.serve(ctx, entry, None, now_ms, effects);
     }
 
@@ -881,6 +881,20 @@ impl Machine {
             "semcache.local.{}.{}.{slot}",
             cfg.bridge.cluster, cfg.key_prefix
         )
+    }
+
+    /// Keeps the answer Redis just gave request `id` in the local tier, when `local_copy` allows.
+    fn keep_locally(
+        &self,
+        id: &str,
+        now_ms: u64,
+        entry: &Encoded<'_>,
+        distance: Option<f64>,
+        effects: &mut Vec<Effect>,
+    ) {
+        if let Some((key, value)) = self.local_copy(id, now_ms, entry, distance) {
+            effects.push(Effect::LocalPut(key, value));
+        }
     }
 
     /// The local tier's key and value for the answer Redis gave request `id` (as of `now_ms`;
