@@ -938,8 +938,8 @@ def run(args) -> dict:
             "baseline": ("/nofilter/v1/chat/completions", "fixed", "rotate", {}),
             "passthrough": ("/v1/chat/completions", "fixed", "rotate",
                             {"cache-control": "no-store", TENANT: "pt"}),
-            # The same request through the second Envoy, whose filter does nothing: the floor
-            # any proxy-wasm filter pays here.
+            # The same request through the floor Envoys: their filter does nothing (what any
+            # proxy-wasm filter pays here) or reads one header (what one that looks pays).
             "floor": (floor.envoy_url + "/v1/chat/completions", "fixed", "rotate",
                       {"cache-control": "no-store", TENANT: "pt"}),
             "floor_read": (floor_read.envoy_url + "/v1/chat/completions", "fixed", "rotate",

@@ -126,7 +126,6 @@ class VariantStack(Stack):
         return cfg
 
 
-
 UPSTREAM_STATS = ("upstream_cx_total", "upstream_rq_total", "upstream_cx_destroy_local_with_active_rq",
                   "upstream_rq_tx_reset")
 
