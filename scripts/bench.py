@@ -934,16 +934,15 @@ def run(args) -> dict:
         }, rounds=1000 if quick else 3000)
 
         # --- HTTP rows
+        # Row 2 and its floors (2c, 2d) send the same request.
+        no_store = {"cache-control": "no-store", TENANT: "pt"}
         rows = {
             "baseline": ("/nofilter/v1/chat/completions", "fixed", "rotate", {}),
-            "passthrough": ("/v1/chat/completions", "fixed", "rotate",
-                            {"cache-control": "no-store", TENANT: "pt"}),
+            "passthrough": ("/v1/chat/completions", "fixed", "rotate", no_store),
             # The same request through the floor Envoys: their filter does nothing (what any
             # proxy-wasm filter pays here) or reads one header (what one that looks pays).
-            "floor": (floor.envoy_url + "/v1/chat/completions", "fixed", "rotate",
-                      {"cache-control": "no-store", TENANT: "pt"}),
-            "floor_read": (floor_read.envoy_url + "/v1/chat/completions", "fixed", "rotate",
-                           {"cache-control": "no-store", TENANT: "pt"}),
+            "floor": (floor.envoy_url + "/v1/chat/completions", "fixed", "rotate", no_store),
+            "floor_read": (floor_read.envoy_url + "/v1/chat/completions", "fixed", "rotate", no_store),
             # The filter's cheapest exit: active on the route, but the path is no completion.
             "baseline_path": ("/nofilter/v1/embeddings", "embed_stub", "rotate", {}),
             "passthrough_path": ("/pt/v1/embeddings", "embed_stub", "rotate", {}),

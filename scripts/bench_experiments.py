@@ -216,7 +216,6 @@ def floors(args, env: dict, wrk) -> dict:
 
 def embedder_gap(env: dict, rounds: int) -> dict:
     import http.client
-    import statistics
     texts = [q[-1]["content"] for _, q in bench.paraphrase_pairs()]
     res: dict = {}
     with Stack(mock_latency_ms=0, env=env) as s:
@@ -290,7 +289,6 @@ def fresh_semantic_config() -> dict:
 
 
 def semantic_breakdown(args, wrk: "bench.Wrk", env: dict) -> dict:
-    import statistics
     off = {k: False for k in ("numbers", "negation", "entities", "quoted", "scope", "substitution")}
     overlays = [("nofilter", None), ("nx", {"exact_match": False}), ("ng", {"guards": off}),
                 ("k1", {"top_k": 1}), ("th", {"search_nothread": False}),
@@ -401,7 +399,6 @@ def hop_sequences(capture: str, ports: dict[str, int],
 def summarise_hops(seqs: list[list[tuple[float, str, int]]]) -> dict:
     """The most common hop sequence, and per hop the median time since the request's first byte
     and since the previous hop."""
-    import statistics
     shapes = collections.Counter(tuple(h for _, h, _ in s) for s in seqs)
     if not shapes:
         return {"requests": 0}
@@ -425,7 +422,6 @@ def timeline(args, env: dict, wrk: "bench.Wrk | None" = None) -> dict:
     figures include each process's wake-up and its share of the CPUs. With `wrk`, each kind is
     sent by wrk at c=1 for --duration seconds instead, back to back as `make bench` sends it."""
     import http.client
-    import statistics
     tcpdump = bench.ensure_debian_tool("tcpdump", "tcpdump")
     overlays = [("nofilter", None), ("redis", {"local_cache": {"entries": 0}}),
                 ("nx", {"exact_match": False}), *EXACT_ORDER_OVERLAYS]
@@ -527,7 +523,6 @@ def search_ef(args, env: dict) -> dict:
     with the eval's paraphrase queries; recall is measured against the exact nearest neighbours
     (`VSIM … TRUTH`). Direct to Redis, one persistent connection, `NOTHREAD` as the filter sends."""
     import base64
-    import statistics
     from stack import _resp_encode
 
     single = [json.loads(line) for line in bench.EVAL_SINGLE.read_text().splitlines()]
